@@ -1,0 +1,198 @@
+"""The command line: `mkimage [OPTIONS] NAME[:TAG]`, compatible with mkimage-yum.sh's flags.
+
+stdout carries the result alone (the image reference, or the rootfs path with --rootfs-only);
+everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from . import __version__
+from .errors import EXIT_INTERNAL, BadInput, Interrupted, MkimageError, Problems
+
+PATH_TYPE = click.Path(path_type=Path)
+
+
+def _verbosity(verbose: int, quiet: bool) -> int:
+    from .ui import NORMAL, QUIET, VERBOSE
+    return QUIET if quiet else (VERBOSE if verbose else NORMAL)
+
+
+def _overrides(groups: Sequence[str], packages: Sequence[str], excludes: Sequence[str]) -> dict[str, Any]:
+    """The command line's packages, merged after the profiles.  With no -g the group is Core, as in the script."""
+    return {"packages": {"groups": list(groups) or ["Core"], "install": list(packages), "exclude": list(excludes)}}
+
+
+def _list_profiles() -> None:
+    from .profile import DEFAULT_PROFILE, describe_builtin
+    for name, description in describe_builtin():
+        marker = " (default)" if name == DEFAULT_PROFILE else ""
+        click.echo(f"{name}{marker}\n    {description}")
+
+
+def _smoke_argv(smoke_cmd: str | None) -> tuple[str, ...] | None:
+    if smoke_cmd is None:
+        return None
+    try:
+        argv = tuple(shlex.split(smoke_cmd))
+    except ValueError as err:
+        raise BadInput(f"--smoke-cmd {smoke_cmd!r}: {err}") from None
+    if not argv:
+        raise BadInput("--smoke-cmd is empty")
+    return argv
+
+
+def _log_path(tmpdir: Path, name: str) -> Path:
+    import os
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    safe_name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name) or "image"
+    return tmpdir / f"mkimage-{safe_name}-{stamp}-{os.getpid()}.log"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("reference", metavar="NAME[:TAG]", required=False)
+@click.option("-y", "--yum-config", "config", type=PATH_TYPE, default=None,
+              help="yum/dnf config (default /etc/yum.conf; /etc/dnf/dnf.conf where only that exists).")
+@click.option("-p", "--package", "packages", multiple=True, metavar="PKG", help="Package to install (repeatable).")
+@click.option("-g", "--group", "groups", multiple=True, metavar="GROUP",
+              help="Group to install (repeatable; default: Core).")
+@click.option("-x", "--exclude", "excludes", multiple=True, metavar="PKG",
+              help="Package (or glob) never to install (repeatable).")
+@click.option("-t", "--tag", default=None, help="Tag instead of the version found in the image.")
+@click.option("--releasever", default="/", show_default=True,
+              help="Release version for $releasever ('/' detects it from this host).")
+@click.option("--pkg-manager", type=click.Choice(["auto", "yum", "dnf"]), default="auto", show_default=True)
+@click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
+              help="Profile applied after the default 'minimal' (repeatable; 'none' starts from nothing).")
+@click.option("--list-profiles", is_flag=True, help="List the built-in profiles and exit.")
+@click.option("--show-profile", is_flag=True,
+              help="Print the resolved profile (with -g/-p/-x merged) as JSON and exit; builds nothing.")
+@click.option("--tmpdir", type=PATH_TYPE, default=None, help="Where the temp rootfs goes (default $TMPDIR or /tmp).")
+@click.option("--rootfs-in-memory", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Build the rootfs in a private tmpfs (auto: when memory allows).")
+@click.option("--cache-dir", type=PATH_TYPE, default=None,
+              help="Persistent package cache, so nightly rebuilds download each package once.")
+@click.option("--keep-rootfs", is_flag=True, help="Keep the rootfs (on disk) and print its path.")
+@click.option("--rootfs-only", is_flag=True,
+              help="Build the tree only: no import, no smoke test; prints the rootfs path.")
+@click.option("--no-smoke-test", is_flag=True, help="Do not run the image before tagging it.")
+@click.option("--smoke-cmd", default=None, metavar="CMD",
+              help="Smoke-test command instead of 'echo success' (must exit 0).")
+@click.option("--allow-scriptlet-failures", is_flag=True,
+              help="Accept packages whose %post etc. failed (dnf exits 0 for them); default: fail.")
+@click.option("--log-file", type=PATH_TYPE, default=None,
+              help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
+@click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
+@click.option("-v", "--verbose", count=True, help="Stream the package manager's output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, "--version")
+def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], groups: tuple[str, ...],
+        excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
+        list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
+        cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
+        smoke_cmd: str | None, allow_scriptlet_failures: bool, log_file: Path | None, report: Path | None,
+        verbose: int, quiet: bool, debug: bool) -> None:
+    """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
+
+    \b
+    Example, on an EL host:  sudo mkimage -y /etc/yum.conf centos72
+    prints 'centos72:7.2.1511' on stdout once the image is imported, tested and tagged.
+    """
+    from . import pkgmgr, preflight
+    from .profile import ProfileProblems, resolve
+
+    if list_profiles:
+        _list_profiles()
+        return
+    started = time.monotonic()
+    profile_problems: list[str] = []
+    try:
+        profile, merged = resolve(profiles, _overrides(groups, packages, excludes))
+    except ProfileProblems as err:
+        profile, merged, profile_problems = None, {}, err.problems
+    if show_profile:
+        if profile_problems:
+            raise Problems(profile_problems)
+        click.echo(json.dumps(merged, indent=2))
+        return
+    request = preflight.Request(
+        reference=reference, tag=tag, config=config or pkgmgr.default_config(), pkg_manager=pkg_manager,
+        releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
+        cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
+        smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
+        allow_scriptlet_failures=allow_scriptlet_failures, log_file=log_file, report=report,
+    )
+    from .profile import Profile
+    spec = preflight.check(request, profile or Profile(), profile_problems)
+    run_build(spec, request, _verbosity(verbose, quiet), preflight_seconds=time.monotonic() - started)
+
+
+def run_build(spec: Any, request: Any, verbosity: int, preflight_seconds: float) -> None:
+    from .context import BuildContext
+    from .pipeline import build
+    from .result import BuildResult
+    from .run import BuildLog
+    from .ui import make_reporter
+
+    ui = make_reporter(verbosity)
+    result = BuildResult(name=spec.name, tag=spec.explicit_tag, package_manager=spec.package_manager.name)
+    result.stages["preflight"] = preflight_seconds
+    result.profile.applied = list(spec.profile.applied)
+    log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
+    log = BuildLog(log_path)
+    ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
+    try:
+        build(ctx)
+        result.status, result.exit_code = "success", 0
+    except MkimageError as err:
+        result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
+        result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
+        raise
+    except BaseException as err:
+        result.status, result.exit_code, result.error = "failed", EXIT_INTERNAL, repr(err)
+        raise
+    finally:
+        result.finished_at = time.time()
+        log.close()
+        if result.status == "success" and request.log_file is None:
+            log_path.unlink(missing_ok=True)
+        else:
+            result.log_file = str(log_path)
+        ui.close()
+        if request.report is not None:
+            result.write_report(request.report)
+    ui.summary(result)
+    if result.rootfs_kept:
+        ui.info(f"rootfs kept at {result.rootfs}")
+    click.echo(result.rootfs if spec.rootfs_only else result.reference)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: turns mkimage's errors into one-line messages and exit codes; a traceback only with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="mkimage", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # a bug: say so in one line unless asked for the traceback
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo(f"Error: internal error: {err!r} (run with --debug for the traceback)", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

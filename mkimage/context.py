@@ -1,0 +1,73 @@
+"""The build spec (what was asked, frozen, validated once) and the build context (state while building)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .pkgmgr import InstallRequest, PackageManager
+from .profile import Profile
+from .result import BuildResult
+from .run import BuildLog
+from .ui import Reporter
+
+SMOKE_DEFAULT = ("echo", "success")
+SMOKE_EXPECTED = "success"
+BUILD_ID_LABEL = "mkimage.build-id"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    name: str
+    explicit_tag: str | None
+    """-t, or the TAG of NAME:TAG; None means: detect the version from the rootfs."""
+    config: Path
+    package_manager: PackageManager
+    releasever: str
+    profile: Profile
+    tmpdir: Path
+    rootfs_in_memory: str = "auto"
+    cache_dir: Path | None = None
+    keep_rootfs: bool = False
+    rootfs_only: bool = False
+    smoke_test: bool = True
+    smoke_cmd: tuple[str, ...] = SMOKE_DEFAULT
+    allow_scriptlet_failures: bool = False
+
+    @property
+    def uses_docker(self) -> bool:
+        return not self.rootfs_only
+
+
+@dataclass
+class BuildContext:
+    spec: BuildSpec
+    ui: Reporter
+    log: BuildLog
+    result: BuildResult
+    build_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    workdir: Path | None = None
+    private_mounts: bool = False
+    image_id: str | None = None
+    tagged: bool = False
+    version: str | None = None
+
+    @property
+    def rootfs(self) -> Path:
+        assert self.workdir is not None, "the rootfs stage has not run"
+        return self.workdir / "rootfs"
+
+    @property
+    def profile(self) -> Profile:
+        return self.spec.profile
+
+    @property
+    def smoke_container(self) -> str:
+        return f"mkimage-smoke-{self.build_id}"
+
+    def install_request(self) -> InstallRequest:
+        return InstallRequest(
+            config=self.spec.config, root=self.rootfs, releasever=self.spec.releasever,
+            groups=self.profile.groups, packages=self.profile.packages, exclude=self.profile.exclude,
+        )

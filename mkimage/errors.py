@@ -1,0 +1,88 @@
+"""The few errors mkimage raises.  Library code raises them; only the CLI turns them into exit codes."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_INSTALL = 3
+EXIT_PROFILE = 4
+EXIT_EXPORT = 5
+EXIT_SMOKE = 6
+
+
+class MkimageError(click.ClickException):
+    """A failure mkimage can explain: one line, then optional indented details."""
+
+    exit_code = EXIT_INTERNAL
+    kind = "error"
+
+    def __init__(self, message: str, *, details: Sequence[str] = (), log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details)
+        self.log_path = log_path
+
+    def format_message(self) -> str:
+        lines = [self.message]
+        lines += [f"  {line}" for line in self.details]
+        if self.log_path is not None:
+            lines.append(f"  full log: {self.log_path}")
+        return "\n".join(lines)
+
+
+class BadInput(MkimageError):
+    """Something the user gave is wrong; found before any work started."""
+
+    exit_code = EXIT_BAD_INPUT
+    kind = "bad-input"
+
+
+class Problems(BadInput):
+    """Every problem preflight found, reported at once."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            super().__init__(f"{len(problems)} problems found, nothing was built:", details=[f"- {p}" for p in problems])
+        self.problems = list(problems)
+
+
+class InstallError(MkimageError):
+    exit_code = EXIT_INSTALL
+    kind = "install-failed"
+
+
+class ProfileError(MkimageError):
+    """A profile step (writing files, chroot commands, hardening) failed on the built tree."""
+
+    exit_code = EXIT_PROFILE
+    kind = "profile-failed"
+
+
+class ExportError(MkimageError):
+    exit_code = EXIT_EXPORT
+    kind = "export-failed"
+
+
+class SmokeTestError(MkimageError):
+    exit_code = EXIT_SMOKE
+    kind = "smoke-test-failed"
+
+
+class Interrupted(MkimageError):
+    """SIGINT or SIGTERM arrived; exit code is 128 + the signal number (130, 143)."""
+
+    kind = "interrupted"
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; the build was cleaned up")
+        self.exit_code = 128 + signum
+        self.signum = signum

@@ -1,0 +1,381 @@
+"""The build, one stage per step of mkimage-yum.sh, in order.  Cleanup runs in `finally` and on signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import docker, mounts
+from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
+from .customize import apply_profile
+from .devices import make_device_nodes
+from .errors import BadInput, ExportError, InstallError, Interrupted, MkimageError, SmokeTestError
+from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
+from .pkgmgr import HOST_VARS_DIRS, FAILURE_PATTERNS, failure_hints, scriptlet_failure
+from .reference import fallback_tag, version_from_release
+from .run import relevant_lines, run_captured, run_pipe, run_streaming
+from .ui import human_bytes
+
+RELEASE_FILES = ("/etc/redhat-release", "/etc/system-release")
+TMPFS_MIN_BYTES = 2 << 30
+TMPFS_MAX_BYTES = 32 << 30
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    run: Callable[[BuildContext], None]
+    wanted: Callable[[BuildContext], bool] = lambda ctx: True
+
+
+# ------------------------------------------------------------------------------------------- rootfs
+def tmpfs_size(mem_available: int) -> int | None:
+    """Half the available memory, capped; None when that is too little to be worth it."""
+    size = min(mem_available // 2, TMPFS_MAX_BYTES)
+    return size if size >= TMPFS_MIN_BYTES else None
+
+
+def wants_memory(ctx: BuildContext) -> bool:
+    choice = ctx.spec.rootfs_in_memory
+    if choice == "never" or (choice == "auto" and (ctx.spec.keep_rootfs or ctx.spec.rootfs_only)):
+        return False
+    return choice == "always" or tmpfs_size(mounts.mem_available_bytes()) is not None
+
+
+def create_rootfs(ctx: BuildContext) -> None:
+    """A fresh temp dir under $TMPDIR (or --tmpdir), like mktemp -d; the rootfs inside it, 0755."""
+    ctx.workdir = Path(tempfile.mkdtemp(prefix="mkimage-", dir=ctx.spec.tmpdir))
+    ctx.result.rootfs = str(ctx.rootfs)
+    ctx.rootfs.mkdir(mode=0o755)
+    os.chmod(ctx.rootfs, 0o755)
+    if wants_memory(ctx):
+        mount_rootfs_tmpfs(ctx)
+    ctx.ui.detail(f"rootfs: {ctx.rootfs}" + (" (tmpfs)" if ctx.result.rootfs_in_memory else ""))
+
+
+def mount_rootfs_tmpfs(ctx: BuildContext) -> None:
+    size = tmpfs_size(mounts.mem_available_bytes()) or TMPFS_MIN_BYTES
+    try:
+        mounts.mount("mkimage-rootfs", ctx.rootfs, "tmpfs", 0, f"mode=0755,size={size}")
+    except mounts.MountError as err:
+        if ctx.spec.rootfs_in_memory == "always":
+            raise BadInput(f"cannot build the rootfs in memory ({err}): use --rootfs-in-memory never") from None
+        ctx.ui.warn(f"building on disk: cannot mount a tmpfs ({err})")
+        return
+    ctx.result.rootfs_in_memory = True
+    ctx.ui.detail(f"rootfs in memory: tmpfs of up to {human_bytes(size)}")
+
+
+def make_devices(ctx: BuildContext) -> None:
+    make_device_nodes(ctx.rootfs / "dev")
+
+
+def copy_yum_vars(ctx: BuildContext) -> None:
+    """Amazon Linux's yum fails without its vars: copy /etc/yum/vars and /etc/dnf/vars, modes kept."""
+    for source in HOST_VARS_DIRS:
+        if not source.is_dir():
+            continue
+        target = ctx.rootfs / source.relative_to("/")
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        ctx.ui.detail(f"copied {source}")
+
+
+# ------------------------------------------------------------------------------------------ install
+@contextmanager
+def package_cache(ctx: BuildContext) -> Iterator[None]:
+    """With --cache-dir, the package manager's cache dir in the rootfs is a bind mount of it,
+    kept between builds (keepcache); it is unmounted before anything else touches the tree."""
+    if ctx.spec.cache_dir is None:
+        yield
+        return
+    cache_in_root = ctx.rootfs / ctx.spec.package_manager.cache_subdir
+    cache_in_root.mkdir(parents=True, exist_ok=True)
+    ctx.spec.cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        mounts.mount(str(ctx.spec.cache_dir), cache_in_root, "", mounts.MS_BIND)
+    except mounts.MountError as err:
+        raise BadInput(f"cannot use --cache-dir {ctx.spec.cache_dir}: {err}") from None
+    try:
+        yield
+    finally:
+        mounts.unmount(cache_in_root)
+
+
+def install_packages(ctx: BuildContext) -> None:
+    request = ctx.install_request()
+    pm = ctx.spec.package_manager
+    argv = pm.install_argv(request)
+    if ctx.spec.cache_dir is not None:
+        argv[1:1] = ["--setopt=keepcache=True"]
+    ctx.ui.info(f"{pm.name} install {' '.join(argv[argv.index('install') + 1:])}")
+    failures: list[str] = []
+
+    def on_line(line: str) -> None:
+        ctx.ui.tool_output(line)
+        failure = scriptlet_failure(line)
+        if failure and failure not in failures:
+            failures.append(failure)
+
+    with package_cache(ctx):
+        result = run_streaming(argv, log=ctx.log, on_line=on_line)
+    if not result.ok:
+        lines = relevant_lines(result.tail, FAILURE_PATTERNS)
+        hints = failure_hints(result.tail)
+        raise InstallError(f"{pm.name} install failed with exit code {result.returncode}"
+                           + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
+    record_scriptlet_failures(ctx, failures)
+    ctx.result.packages = installed_packages(ctx)
+    ctx.ui.info(f"{len(ctx.result.packages)} packages installed")
+
+
+def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:
+    """dnf exits 0 when a %post fails; mkimage does not, unless --allow-scriptlet-failures."""
+    ctx.result.scriptlet_failures = failures
+    if not failures:
+        return
+    if not ctx.spec.allow_scriptlet_failures:
+        raise InstallError(f"{len(failures)} package scriptlet(s) failed although the package manager "
+                           "exited 0; the tree may be broken (use --allow-scriptlet-failures to accept it)",
+                           details=failures, log_path=ctx.log.path)
+    for failure in failures:
+        ctx.ui.warn(f"{failure} failed (accepted by --allow-scriptlet-failures)")
+
+
+def installed_packages(ctx: BuildContext) -> list[str]:
+    """Ask rpm, wherever this host's rpm keeps its database (Debian: ~/.rpmdb)."""
+    argv = ["rpm", "--root", str(ctx.rootfs), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
+    result = run_captured(argv, log=ctx.log)
+    if not result.ok:
+        raise InstallError("cannot list the installed packages with rpm", details=result.tail[-5:],
+                           log_path=ctx.log.path)
+    return sorted(result.stdout.split())
+
+
+def clean_packages(ctx: BuildContext) -> None:
+    pm = ctx.spec.package_manager
+    result = run_streaming(pm.clean_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output)
+    if not result.ok:
+        ctx.ui.warn(f"{pm.name} clean all failed (exit {result.returncode}); the profile still removes caches")
+
+
+# ---------------------------------------------------------------------------------------- version
+def detect_version(root: Path) -> str | None:
+    for release_file in RELEASE_FILES:
+        path = host_path(root, resolve_in_root(root, release_file))
+        if path.is_file():
+            version = version_from_release(path.read_text(encoding="utf-8", errors="replace"))
+            if version:
+                return version
+    return None
+
+
+def find_version(ctx: BuildContext) -> None:
+    if ctx.spec.explicit_tag:
+        ctx.result.tag = ctx.spec.explicit_tag
+        return
+    version = detect_version(ctx.rootfs)
+    if version is None:
+        version = fallback_tag(ctx.spec.name)
+        ctx.ui.warn(f"cannot detect the OS version in {' or '.join(RELEASE_FILES)}; using {version!r} as the tag")
+    ctx.result.tag = version
+    ctx.ui.info(f"tag: {ctx.result.reference}")
+
+
+# ----------------------------------------------------------------------------------- export, smoke
+def image_cmd(ctx: BuildContext) -> tuple[str, ...] | None:
+    """The profile's cmd; else its default_cmd when that program exists in the image."""
+    settings = ctx.profile.image
+    if settings.cmd:
+        return settings.cmd
+    default = settings.default_cmd
+    if default and _is_executable_in_root(ctx.rootfs, default[0]):
+        return default
+    return None
+
+
+def _is_executable_in_root(root: Path, program: str) -> bool:
+    if not program.startswith("/"):
+        return False
+    path = host_path(root, resolve_in_root(root, program))
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def export_image(ctx: BuildContext) -> None:
+    """tar --numeric-owner -c -C ROOT . | docker import -, streamed, imported untagged."""
+    label = (BUILD_ID_LABEL, ctx.build_id)
+    changes = docker.image_changes(ctx.profile.image, image_cmd(ctx), label)
+    for change in changes:
+        ctx.ui.detail(f"--change {change}")
+    result = run_pipe(docker.tar_argv(ctx.rootfs), docker.import_argv(changes), log=ctx.log,
+                      on_progress=lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed"))
+    ctx.result.bytes_streamed = result.bytes_moved
+    if result.producer_code != 0:
+        raise ExportError(f"tar failed with exit code {result.producer_code}; nothing was imported",
+                          log_path=ctx.log.path)
+    image_id = result.consumer_stdout.strip().splitlines()[-1] if result.consumer_stdout.strip() else ""
+    if result.consumer_code != 0 or not image_id.startswith("sha256:"):
+        raise ExportError(f"docker import failed with exit code {result.consumer_code}",
+                          details=result.consumer_tail[-5:], log_path=ctx.log.path)
+    ctx.image_id = ctx.result.image_id = image_id
+    ctx.ui.info(f"imported {image_id[:19]} ({human_bytes(result.bytes_moved)} streamed)")
+
+
+def smoke_test(ctx: BuildContext) -> None:
+    """`docker run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
+    assert ctx.image_id is not None
+    commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
+    for command in commands:
+        argv = docker.run_argv(ctx.image_id, ctx.smoke_container, command)
+        result = run_captured(argv, log=ctx.log, timeout=600)
+        ctx.result.smoke_commands.append(list(command))
+        output = result.stdout.strip()
+        expected_output = tuple(command) != SMOKE_DEFAULT or output == SMOKE_EXPECTED
+        if not result.ok or not expected_output:
+            said = [f"stdout: {line}" for line in result.stdout.splitlines()[-5:]] + result.tail[-5:]
+            raise SmokeTestError(f"smoke test {' '.join(command)!r} failed (exit code {result.returncode}); "
+                                 f"{ctx.spec.name} was not tagged", details=said, log_path=ctx.log.path)
+        ctx.ui.info(f"smoke test passed: {' '.join(command)}")
+
+
+def tag_image(ctx: BuildContext) -> None:
+    assert ctx.image_id is not None
+    result = run_captured(docker.tag_argv(ctx.image_id, ctx.result.reference), log=ctx.log, timeout=60)
+    if not result.ok:
+        raise ExportError(f"docker tag {ctx.result.reference} failed", details=result.tail[-5:],
+                          log_path=ctx.log.path)
+    ctx.tagged = True
+    ctx.result.image_size = docker.image_size(ctx.image_id, ctx.log)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("rootfs", "Creating the rootfs", create_rootfs),
+    Stage("devices", "Making /dev nodes", make_devices),
+    Stage("yumvars", "Copying the host's yum vars", copy_yum_vars),
+    Stage("install", "Installing packages", install_packages),
+    Stage("clean", "Cleaning package caches", clean_packages),
+    Stage("profile", "Applying the profile", apply_profile),
+    Stage("version", "Finding the version", find_version, lambda ctx: not ctx.spec.rootfs_only),
+    Stage("export", "Streaming the rootfs into docker import", export_image, lambda ctx: ctx.spec.uses_docker),
+    Stage("smoke", "Smoke-testing the image", smoke_test,
+          lambda ctx: ctx.spec.uses_docker and ctx.spec.smoke_test),
+    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_docker),
+)
+
+
+# ------------------------------------------------------------------------------------------ cleanup
+def cleanup(ctx: BuildContext) -> None:
+    """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs)."""
+    problems: list[str] = []
+    if ctx.spec.uses_docker:
+        remove_container_if_left(ctx)
+        if not ctx.tagged:
+            remove_untagged_images(ctx, problems)
+    if ctx.workdir is not None:
+        if ctx.spec.keep_rootfs or ctx.spec.rootfs_only:
+            ctx.result.rootfs_kept = True
+        else:
+            remove_workdir(ctx, problems)
+    for problem in problems:
+        ctx.ui.warn(problem)
+
+
+def remove_container_if_left(ctx: BuildContext) -> None:
+    if ctx.result.smoke_commands:
+        docker.remove_container(ctx.smoke_container)
+
+
+def remove_untagged_images(ctx: BuildContext, problems: list[str]) -> None:
+    """The image of a failed build is removed, by id and by this build's label (an import that was
+    interrupted after the daemon had the stream gives no id)."""
+    leftovers = set(docker.images_with_label((BUILD_ID_LABEL, ctx.build_id), ctx.log))
+    if ctx.image_id:
+        leftovers.add(ctx.image_id)
+    if not leftovers:
+        return
+    result = run_captured(docker.rmi_argv(sorted(leftovers)), log=ctx.log, timeout=120)
+    if not result.ok and ctx.image_id and any("No such image" not in line for line in result.tail):
+        problems.append(f"could not remove the untagged image {ctx.image_id}: {' '.join(result.tail[-2:])}")
+
+
+def remove_workdir(ctx: BuildContext, problems: list[str]) -> None:
+    assert ctx.workdir is not None
+    try:
+        mounts.unmount_all_under(ctx.workdir)
+    except mounts.MountError as err:
+        problems.append(f"{err}; {ctx.workdir} left in place")
+        return
+    try:
+        remove_tree(ctx.workdir)
+    except MountPointError as err:
+        problems.append(f"not removing {ctx.workdir}: {err}")
+
+
+# ------------------------------------------------------------------------------------------- signals
+class SignalGuard:
+    """Turns SIGINT/SIGTERM into Interrupted while building; during cleanup a signal is only noted."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.shielded = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = self.received or signum
+        if not self.shielded:
+            self.shielded = True
+            raise Interrupted(signum)
+
+    def __enter__(self) -> "SignalGuard":
+        for signum in INTERRUPT_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def run_stages(ctx: BuildContext) -> None:
+    for stage in STAGES:
+        if not stage.wanted(ctx):
+            continue
+        started = time.monotonic()
+        try:
+            with ctx.ui.stage(stage.name, stage.title):
+                stage.run(ctx)
+        finally:
+            ctx.result.stages[stage.name] = time.monotonic() - started
+
+
+def build(ctx: BuildContext) -> None:
+    """Run every stage, then clean up whatever happened; errors propagate after cleanup."""
+    with SignalGuard() as guard:
+        ctx.private_mounts = mounts.enter_private_namespace()
+        try:
+            run_stages(ctx)
+        finally:
+            guard.shielded = True
+            started = time.monotonic()
+            with ctx.ui.stage("cleanup", "Cleaning up"):
+                cleanup(ctx)
+            ctx.result.stages["cleanup"] = time.monotonic() - started
+        if guard.received is not None:
+            raise Interrupted(guard.received)
+
+
+__all__ = ["build", "STAGES", "MkimageError"]

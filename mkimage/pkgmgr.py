@@ -1,0 +1,199 @@
+"""yum (EL7, yum 3) and dnf (EL8+, and dnf 4 anywhere) behind one small interface.
+
+Both get the same request; the argv each accepts is built by pure functions, so every difference between
+them lives here.  dnf5 is detected and refused: it reads its configuration and repositories from inside
+the installroot unless told otherwise, which would build something other than what was asked.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+DEFAULT_REPOSDIRS = ("/etc/yum.repos.d", "/etc/yum/repos.d", "/etc/distro.repos.d")
+HOST_VARS_DIRS = (Path("/etc/yum/vars"), Path("/etc/dnf/vars"))
+RELEASEVER_RE = re.compile(r"\$(?:\{releasever\}|releasever\b)")
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    config: Path
+    root: Path
+    releasever: str
+    groups: tuple[str, ...]
+    packages: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PackageManager:
+    """dnf 4; Yum below overrides what yum 3 does differently."""
+
+    binary: str
+    name: str = "dnf"
+    cache_subdir: str = "var/cache/dnf"
+
+    def common_argv(self, request: InstallRequest) -> list[str]:
+        return [
+            self.binary, "-c", str(request.config), f"--installroot={request.root}",
+            f"--releasever={request.releasever}",
+            "--setopt=tsflags=nodocs", "--setopt=group_package_types=mandatory",
+            *self.extra_setopts(), "-y",
+        ]
+
+    def extra_setopts(self) -> list[str]:
+        # No weak dependencies: a base image gets what the groups require, nothing they merely recommend.
+        return ["--setopt=install_weak_deps=False"]
+
+    def install_argv(self, request: InstallRequest) -> list[str]:
+        """One transaction, one depsolve, for the groups and the packages together."""
+        excludes = [f"--exclude={pattern}" for pattern in request.exclude]
+        targets = [f"@{group}" for group in request.groups] + list(request.packages)
+        return [*self.common_argv(request), *excludes, "install", *targets]
+
+    def clean_argv(self, request: InstallRequest) -> list[str]:
+        return [*self.common_argv(request), "clean", "all"]
+
+
+@dataclass(frozen=True)
+class Yum(PackageManager):
+    name: str = "yum"
+    cache_subdir: str = "var/cache/yum"
+
+    def extra_setopts(self) -> list[str]:
+        # yum 3 skips unknown names with exit 0 unless told not to.
+        return ["--setopt=skip_missing_names_on_install=False"]
+
+
+def _is_dnf5(path: str) -> bool:
+    return os.path.basename(os.path.realpath(path)).startswith("dnf5")
+
+
+def _is_dnf(path: str) -> bool:
+    return os.path.basename(os.path.realpath(path)).startswith("dnf")
+
+
+def detect(choice: str) -> tuple[PackageManager | None, str | None]:
+    """The package manager for --pkg-manager auto|yum|dnf, or a sentence saying why there is none."""
+    dnf = shutil.which("dnf")
+    yum = shutil.which("yum")
+    if choice in ("auto", "dnf") and dnf and not _is_dnf5(dnf):
+        return PackageManager(dnf), None
+    if choice in ("auto", "yum") and yum and not _is_dnf5(yum):
+        return (PackageManager(yum, name="dnf") if _is_dnf(yum) else Yum(yum)), None
+    if any(path and _is_dnf5(path) for path in (dnf, yum)) or shutil.which("dnf5"):
+        return None, ("only dnf5 was found, which mkimage does not support yet (it reads its configuration "
+                      "and repositories from inside the installroot unless given --use-host-config); "
+                      "install dnf 4 (python3-dnf) or yum")
+    wanted = {"auto": "dnf or yum", "dnf": "dnf", "yum": "yum"}[choice]
+    return None, f"{wanted} not found on PATH: install it (Debian/Ubuntu: apt-get install dnf)"
+
+
+def default_config() -> Path:
+    """/etc/yum.conf as the script had it; /etc/dnf/dnf.conf where only that exists."""
+    yum_conf = Path("/etc/yum.conf")
+    dnf_conf = Path("/etc/dnf/dnf.conf")
+    if not yum_conf.exists() and dnf_conf.exists():
+        return dnf_conf
+    return yum_conf
+
+
+# ------------------------------------------------------------------------------------ config inspection
+def _read_ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def config_problem(config: Path) -> str | None:
+    """Why the yum/dnf config can't be used, or None."""
+    if not config.exists():
+        return f"config file {config} does not exist (give one with -y/--yum-config)"
+    if not config.is_file():
+        return f"config file {config} is not a regular file"
+    if not os.access(config, os.R_OK):
+        return f"config file {config} is not readable"
+    try:
+        _read_ini(config)
+    except (configparser.Error, UnicodeDecodeError) as err:
+        return f"config file {config} cannot be parsed: {str(err).splitlines()[0]}"
+    return None
+
+
+def repo_urls(config: Path) -> list[tuple[str, str]]:
+    """(repo id, url) for every baseurl/mirrorlist/metalink in the config and its reposdir."""
+    main = _read_ini(config)
+    sources = [main]
+    reposdir = main.get("main", "reposdir", fallback=None)
+    dirs = re.split(r"[,\s]+", reposdir.strip()) if reposdir else list(DEFAULT_REPOSDIRS)
+    for directory in filter(None, dirs):
+        for repo_file in sorted(Path(directory).glob("*.repo")):
+            try:
+                sources.append(_read_ini(repo_file))
+            except (configparser.Error, UnicodeDecodeError, OSError):
+                continue
+    urls = []
+    for parser in sources:
+        for section in parser.sections():
+            if section == "main":
+                continue
+            for key in ("baseurl", "mirrorlist", "metalink"):
+                value = parser.get(section, key, fallback="")
+                urls += [(section, url) for url in value.split() if url]
+    return urls
+
+
+def releasever_problem(config: Path, releasever: str, host_has_release: bool) -> str | None:
+    """The classic failure: a repo URL with $releasever, and nothing to detect it from."""
+    if releasever != "/" or host_has_release:
+        return None
+    if any((directory / "releasever").is_file() for directory in HOST_VARS_DIRS):
+        return None
+    users = sorted({repo for repo, url in repo_urls(config) if RELEASEVER_RE.search(url)})
+    if not users:
+        return None
+    return (f"repository {', '.join(users)} uses $releasever, but this host has no release package to detect "
+            "it from (--releasever=/): pass --releasever, e.g. --releasever 9")
+
+
+# ---------------------------------------------------------------------------------- output inspection
+SCRIPTLET_FAILURE_RES = (
+    re.compile(r"%(?P<scriptlet>\w+)\((?P<package>[^)]+)\) scriptlet failed, exit status (?P<status>\d+)"),
+    re.compile(r"Error in (?P<scriptlet>\w+) scriptlet in rpm package (?P<package>\S+)"),
+    re.compile(r"Non-fatal (?P<scriptlet>\w+) scriptlet failure in rpm package (?P<package>\S+)"),
+)
+
+FAILURE_PATTERNS = (
+    "no match for argument", "unable to find a match", "does not exist", "no such group",
+    "no package", "not found", "failed to download metadata", "cannot download", "curl error",
+    "cannot retrieve repository metadata", "errors during downloading metadata", "cannot find a valid baseurl",
+    "no space left", "disk requirements", "at least", "nothing provides", "conflicts with", "problem",
+    "unable to detect release version", "error:", "error ",
+)
+
+HINTS = (
+    (("unable to detect release version",), "the repo needs $releasever: pass --releasever"),
+    (("no space left", "disk requirements"), "the rootfs is full: with --rootfs-in-memory, try "
+                                             "--rootfs-in-memory never, or free memory"),
+    (("no match for argument", "unable to find a match"), "a package name is unknown to the configured repos"),
+    (("does not exist", "no such group"), "a group is unknown to the configured repos (dnf grouplist shows them)"),
+)
+
+
+def scriptlet_failure(line: str) -> str | None:
+    """'%post(demo-1.0-1.noarch) scriptlet failed...' -> 'post scriptlet of demo-1.0-1.noarch'."""
+    for regex in SCRIPTLET_FAILURE_RES:
+        match = regex.search(line)
+        if match:
+            return f"{match.group('scriptlet').lower()} scriptlet of {match.group('package')}"
+    return None
+
+
+def failure_hints(lines: Iterable[str]) -> list[str]:
+    text = "\n".join(lines).lower()
+    return [hint for needles, hint in HINTS if any(needle in text for needle in needles)]

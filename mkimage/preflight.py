@@ -1,0 +1,150 @@
+"""Everything that can be checked before any work: privileges, tools, config, name, dirs, profiles.
+
+Every problem is collected and reported at once (exit 2); nothing is created before they are all fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import docker, pkgmgr
+from .context import SMOKE_DEFAULT, BuildSpec
+from .errors import Problems
+from .profile import Profile
+from .reference import name_problem, split_reference, tag_problem
+from .run import run_captured
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for, before it is checked."""
+
+    reference: str | None
+    tag: str | None
+    config: Path
+    pkg_manager: str
+    releasever: str
+    tmpdir: Path
+    rootfs_in_memory: str
+    cache_dir: Path | None
+    keep_rootfs: bool
+    rootfs_only: bool
+    smoke_test: bool
+    smoke_cmd: tuple[str, ...] | None
+    allow_scriptlet_failures: bool
+    log_file: Path | None
+    report: Path | None
+
+
+def default_tmpdir() -> Path:
+    return Path(os.environ.get("TMPDIR") or "/tmp")
+
+
+def reference_problems(reference: str | None, tag: str | None) -> tuple[list[str], str, str | None]:
+    """Problems with NAME[:TAG] and -t; returns (problems, name, explicit tag)."""
+    if not reference:
+        return ["missing image NAME (e.g. mkimage -y /etc/yum.conf centos72)"], "", None
+    ref = split_reference(reference)
+    problems = [p for p in (name_problem(ref.name),) if p]
+    if ref.tag is not None and tag is not None and ref.tag != tag:
+        problems.append(f"tag given twice: {reference!r} and -t {tag!r}; give one")
+    explicit = tag if tag is not None else ref.tag
+    if explicit is not None:
+        problems += [p for p in (tag_problem(explicit),) if p]
+    return problems, ref.name, explicit
+
+
+def dir_problem(path: Path, what: str) -> str | None:
+    if not path.is_dir():
+        return f"{what} {path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{what} {path} is not writable"
+    return None
+
+
+def creatable_dir_problem(path: Path, what: str) -> str | None:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path:
+        return dir_problem(existing, f"{what}'s parent")
+    return dir_problem(path, what)
+
+
+def output_file_problem(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"{what} {path} is a directory"
+    return dir_problem(path.parent if str(path.parent) else Path("."), f"{what}'s directory")
+
+
+def tool_problems(request: Request, profile: Profile) -> list[str]:
+    needed = {"rpm": "to list and check the installed packages"}
+    if not request.rootfs_only:
+        needed.update(tar="to stream the rootfs into docker import", docker="to import and test the image")
+    if profile.commands:
+        needed["chroot"] = "to run the profile's commands inside the rootfs"
+    problems = [f"{tool} not found on PATH; it is needed {why}" for tool, why in needed.items()
+                if shutil.which(tool) is None]
+    if not request.rootfs_only and shutil.which("tar") and not _is_gnu_tar():
+        problems.append("tar is not GNU tar (needed for --numeric-owner streaming); install GNU tar")
+    return problems
+
+
+def _is_gnu_tar() -> bool:
+    result = run_captured(["tar", "--version"], timeout=30)
+    return result.ok and "GNU tar" in result.stdout
+
+
+def host_has_release() -> bool:
+    """Whether --releasever=/ can find a release package on this host."""
+    if shutil.which("rpm") is None:
+        return False
+    return run_captured(["rpm", "-q", "--whatprovides", "system-release(releasever)"], timeout=60).ok
+
+
+def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
+    """The BuildSpec, or Problems listing everything that is wrong."""
+    problems: list[str] = []
+    if os.geteuid() != 0:
+        problems.append("mkimage must run as root (it makes device nodes and installs into a chroot): "
+                        "run it with sudo")
+    name_issues, name, explicit_tag = reference_problems(request.reference, request.tag)
+    problems += name_issues
+    problems += list(profile_problems)
+    manager, manager_problem = pkgmgr.detect(request.pkg_manager)
+    problems += [manager_problem] if manager_problem else []
+    config_issue = pkgmgr.config_problem(request.config)
+    problems += [config_issue] if config_issue else []
+    problems += tool_problems(request, profile)
+    problems += [p for p in (
+        dir_problem(request.tmpdir, "--tmpdir"),
+        request.cache_dir and creatable_dir_problem(request.cache_dir, "--cache-dir"),
+        output_file_problem(request.log_file, "--log-file"),
+        output_file_problem(request.report, "--report"),
+    ) if p]
+    if request.keep_rootfs and request.rootfs_in_memory == "always":
+        problems.append("--keep-rootfs needs the rootfs on disk: drop --rootfs-in-memory always")
+    if request.rootfs_only and request.rootfs_in_memory == "always":
+        problems.append("--rootfs-only keeps the rootfs, so it must be on disk: drop --rootfs-in-memory always")
+    if config_issue is None and not problems:
+        releasever_issue = pkgmgr.releasever_problem(request.config, request.releasever, host_has_release())
+        problems += [releasever_issue] if releasever_issue else []
+    if not problems and not request.rootfs_only and shutil.which("docker"):
+        daemon_issue = docker.daemon_problem()
+        problems += [daemon_issue] if daemon_issue else []
+    if problems:
+        raise Problems(problems)
+    assert manager is not None
+    return BuildSpec(
+        name=name, explicit_tag=explicit_tag, config=request.config, package_manager=manager,
+        releasever=request.releasever, profile=profile, tmpdir=request.tmpdir,
+        rootfs_in_memory=request.rootfs_in_memory, cache_dir=request.cache_dir,
+        keep_rootfs=request.keep_rootfs, rootfs_only=request.rootfs_only, smoke_test=request.smoke_test,
+        smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,
+    )

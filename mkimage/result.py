@@ -1,0 +1,110 @@
+"""What a build did, for the closing summary and the JSON report (--report) pipelines parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .ui import human_bytes
+
+REPORT_FORMAT = 1
+
+
+@dataclass
+class ProfileOutcome:
+    applied: list[str] = field(default_factory=list)
+    files_written: list[str] = field(default_factory=list)
+    files_set: list[str] = field(default_factory=list)
+    commands_run: list[list[str]] = field(default_factory=list)
+    removed_paths: list[str] = field(default_factory=list)
+    removed_entries: int = 0
+    bytes_freed: int = 0
+    setuid_stripped: list[str] = field(default_factory=list)
+    world_writable_fixed: list[str] = field(default_factory=list)
+    secrets_removed: list[str] = field(default_factory=list)
+    pkg_logs_removed: list[str] = field(default_factory=list)
+    root_locked: bool = False
+    machine_id_emptied: bool = False
+    rpmdb_bytes_before: int | None = None
+    rpmdb_bytes_after: int | None = None
+
+
+@dataclass
+class BuildResult:
+    name: str = ""
+    tag: str | None = None
+    status: str = "running"
+    exit_code: int | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    image_id: str | None = None
+    image_size: int | None = None
+    packages: list[str] = field(default_factory=list)
+    package_manager: str | None = None
+    bytes_streamed: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    scriptlet_failures: list[str] = field(default_factory=list)
+    smoke_commands: list[list[str]] = field(default_factory=list)
+    profile: ProfileOutcome = field(default_factory=ProfileOutcome)
+    rootfs: str | None = None
+    rootfs_in_memory: bool = False
+    rootfs_kept: bool = False
+    log_file: str | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}:{self.tag}" if self.tag else self.name
+
+    def summary_items(self) -> list[tuple[str, str]]:
+        items = []
+        if self.image_id:
+            items.append(("image", self.reference))
+            items.append(("image id", self.image_id))
+        if self.image_size is not None:
+            items.append(("size", human_bytes(self.image_size)))
+        if self.packages:
+            items.append(("packages", str(len(self.packages))))
+        outcome = self.profile
+        items.append(("profiles", ", ".join(outcome.applied) or "-"))
+        if outcome.removed_entries:
+            items.append(("removed", f"{outcome.removed_entries} entries, {human_bytes(outcome.bytes_freed)} freed"))
+        if outcome.setuid_stripped:
+            items.append(("setuid/setgid stripped", ", ".join(outcome.setuid_stripped)))
+        if outcome.commands_run:
+            items.append(("commands run", str(len(outcome.commands_run))))
+        if outcome.rpmdb_bytes_before is not None and outcome.rpmdb_bytes_after is not None:
+            items.append(("rpmdb", f"{human_bytes(outcome.rpmdb_bytes_before)} -> "
+                                   f"{human_bytes(outcome.rpmdb_bytes_after)}"))
+        if self.bytes_streamed:
+            items.append(("streamed", human_bytes(self.bytes_streamed)))
+        for failure in self.scriptlet_failures:
+            items.append(("scriptlet failed", failure))
+        for warning in self.warnings:
+            items.append(("warning", warning))
+        stage_times = " ".join(f"{name}={seconds:.1f}s" for name, seconds in self.stages.items())
+        items.append(("stages", stage_times))
+        items.append(("total", f"{sum(self.stages.values()):.1f}s"))
+        if self.rootfs_kept and self.rootfs:
+            items.append(("rootfs kept", self.rootfs))
+        return items
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(format=REPORT_FORMAT, mkimage_version=__version__, reference=self.reference,
+                    package_count=len(self.packages), total_seconds=round(sum(self.stages.values()), 3))
+        data["stages"] = {name: round(seconds, 3) for name, seconds in self.stages.items()}
+        return data
+
+    def write_report(self, path: Path) -> None:
+        """Written atomically: a pipeline never reads half a report."""
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)

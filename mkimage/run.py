@@ -1,0 +1,274 @@
+"""Every external program goes through here: argv lists, stdin from /dev/null, a clean environment,
+its own process group (so an interrupt can stop the whole tree of it), output to the build log."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterable, Mapping, Sequence
+
+from .errors import MkimageError
+
+# Variables passed through from the caller's environment to the tools we run.
+PASSTHROUGH_ENV = (
+    "PATH", "TMPDIR", "http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "DOCKER_HOST", "DOCKER_CONFIG",
+    "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
+)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TAIL_LINES = 200
+KILL_GRACE_SECONDS = 2.0
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for tools: only what they need, in the C locale so their messages can be matched."""
+    env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update({"LC_ALL": "C", "LANG": "C", "HOME": "/root"})
+    env.update(extra or {})
+    return env
+
+
+class BuildLog:
+    """The full output of every command of one build, in a file outside the rootfs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+
+    def write(self, text: str) -> None:
+        self._file.write(text)
+
+    def command(self, argv: Sequence[str]) -> None:
+        self._file.write(f"+ {shlex.join(argv)}\n")
+        self._file.flush()
+
+    def fileno(self) -> int:
+        self._file.flush()
+        return self._file.fileno()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    tail: list[str] = field(default_factory=list)
+    """The last lines of stdout and stderr together."""
+    stdout: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def command_name(argv: Sequence[str]) -> str:
+    return os.path.basename(argv[0])
+
+
+def missing_tool(argv: Sequence[str]) -> MkimageError:
+    return MkimageError(f"{argv[0]} not found: install it or put it on PATH")
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the whole process group (dnf defers it during a transaction, scriptlets ignore SIGINT),
+    then SIGKILL whatever is left after the grace period."""
+    if proc.poll() is not None:
+        return
+    for sig, wait_for in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_for)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _kill_group_quietly(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    log: BuildLog,
+    on_line: Callable[[str], None] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run a long command, its combined output going line by line to the log (and to on_line)."""
+    log.command(argv)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else tool_env(), start_new_session=True,
+            text=True, errors="replace", bufsize=1,
+        )
+    except FileNotFoundError:
+        raise missing_tool(argv) from None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            text = line.rstrip("\n")
+            tail.append(text)
+            if on_line is not None:
+                on_line(text)
+        returncode = proc.wait()
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    log.write(f"[exit {returncode}]\n")
+    log.flush()
+    return CommandResult(list(argv), returncode, list(tail))
+
+
+def run_captured(
+    argv: Sequence[str],
+    *,
+    log: BuildLog | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> CommandResult:
+    """Run a short command and keep its stdout; stderr goes to the result's tail (and the log)."""
+    if log is not None:
+        log.command(argv)
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else tool_env(), start_new_session=True,
+            text=True, errors="replace",
+        )
+    except FileNotFoundError:
+        raise missing_tool(argv) from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process_group(proc)
+        proc.communicate()
+        return CommandResult(list(argv), -1, [f"{command_name(argv)} timed out after {timeout:g}s"])
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    if log is not None:
+        log.write(stdout + stderr + f"[exit {proc.returncode}]\n")
+    tail = (stderr.splitlines() + stdout.splitlines())[-TAIL_LINES:]
+    return CommandResult(list(argv), proc.returncode, tail, stdout)
+
+
+@dataclass
+class PipeResult:
+    producer_code: int
+    consumer_code: int
+    bytes_moved: int
+    consumer_stdout: str
+    consumer_tail: list[str]
+
+
+def _move_bytes(source_fd: int, sink_fd: int, on_progress: Callable[[int], None] | None) -> int:
+    """Copy a pipe into another until EOF, zero-copy with splice(2) where Python has it."""
+    chunk = 1 << 20
+    total = 0
+    splice = getattr(os, "splice", None)
+    last_report = 0.0
+    while True:
+        moved = splice(source_fd, sink_fd, chunk) if splice else _read_write(source_fd, sink_fd, chunk)
+        if moved == 0:
+            return total
+        total += moved
+        now = time.monotonic()
+        if on_progress is not None and now - last_report > 0.25:
+            on_progress(total)
+            last_report = now
+
+
+def _read_write(source_fd: int, sink_fd: int, chunk: int) -> int:
+    data = os.read(source_fd, chunk)
+    view = memoryview(data)
+    while view:
+        written = os.write(sink_fd, view)
+        view = view[written:]
+    return len(data)
+
+
+def run_pipe(
+    producer: Sequence[str],
+    consumer: Sequence[str],
+    *,
+    log: BuildLog,
+    on_progress: Callable[[int], None] | None = None,
+) -> PipeResult:
+    """producer | consumer, without a shell and without a temp file, counting the bytes.
+
+    The consumer's stdin is closed only after the producer exited 0; if the producer fails, the consumer
+    is killed first so that it never sees a clean end of a truncated stream.
+    """
+    log.command([*producer, "|", *consumer])
+    env = tool_env()
+    try:
+        prod = subprocess.Popen(list(producer), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=log.fileno(), env=env, start_new_session=True)
+    except FileNotFoundError:
+        raise missing_tool(producer) from None
+    try:
+        cons = subprocess.Popen(list(consumer), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, start_new_session=True, text=False)
+    except FileNotFoundError:
+        stop_process_group(prod)
+        raise missing_tool(consumer) from None
+    assert prod.stdout is not None and cons.stdin is not None
+    moved = 0
+    try:
+        try:
+            moved = _move_bytes(prod.stdout.fileno(), cons.stdin.fileno(), on_progress)
+        except BrokenPipeError:
+            _kill_group_quietly(prod)
+        producer_code = prod.wait()
+        if producer_code != 0:
+            _kill_group_quietly(cons)
+        try:
+            cons.stdin.close()
+        except BrokenPipeError:
+            pass
+        assert cons.stdout is not None and cons.stderr is not None
+        stdout, stderr = cons.stdout.read(), cons.stderr.read()
+        cons.wait()
+    except BaseException:
+        stop_process_group(prod)
+        stop_process_group(cons)
+        raise
+    finally:
+        prod.stdout.close()
+    text_out = stdout.decode(errors="replace")
+    text_err = stderr.decode(errors="replace")
+    log.write(text_out + text_err + f"[exit {producer_code} | {cons.returncode}, {moved} bytes]\n")
+    log.flush()
+    return PipeResult(producer_code, cons.returncode, moved, text_out, text_err.splitlines()[-TAIL_LINES:])
+
+
+def relevant_lines(lines: Iterable[str], patterns: Iterable[str], limit: int = 8) -> list[str]:
+    """The lines of a tool's output that explain a failure, picked by substring patterns."""
+    wanted = tuple(p.lower() for p in patterns)
+    picked = [line.strip() for line in lines if any(p in line.lower() for p in wanted)]
+    unique = list(dict.fromkeys(line for line in picked if line))
+    return unique[:limit]
