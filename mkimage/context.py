@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .pkgmgr import InstallRequest, PackageManager
@@ -46,7 +45,6 @@ class BuildContext:
     ui: Reporter
     log: BuildLog
     result: BuildResult
-    build_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     workdir: Path | None = None
     private_mounts: bool = False
     image_id: str | None = None
@@ -57,6 +55,10 @@ class BuildContext:
     def rootfs(self) -> Path:
         assert self.workdir is not None, "the rootfs stage has not run"
         return self.workdir / "rootfs"
+
+    @property
+    def build_id(self) -> str:
+        return self.result.build_id
 
     @property
     def profile(self) -> Profile:

@@ -27,6 +27,7 @@ from .ui import human_bytes
 RELEASE_FILES = ("/etc/redhat-release", "/etc/system-release")
 TMPFS_MIN_BYTES = 2 << 30
 TMPFS_MAX_BYTES = 32 << 30
+TMPFS_SIZE_ENV = "MKIMAGE_TMPFS_SIZE"
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -45,11 +46,28 @@ def tmpfs_size(mem_available: int) -> int | None:
     return size if size >= TMPFS_MIN_BYTES else None
 
 
+def parse_size(text: str) -> int | None:
+    """'512m', '4G', '1048576' -> bytes; None when it is not a size."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    number, unit = text.strip().rstrip("bB"), ""
+    if number[-1:].lower() in units:
+        number, unit = number[:-1], number[-1].lower()
+    return int(number) * units[unit] if number.isdigit() and int(number) > 0 else None
+
+
+def rootfs_tmpfs_size() -> int | None:
+    """MKIMAGE_TMPFS_SIZE when set (checked in preflight), else sized from MemAvailable."""
+    override = os.environ.get(TMPFS_SIZE_ENV)
+    if override:
+        return parse_size(override)
+    return tmpfs_size(mounts.mem_available_bytes())
+
+
 def wants_memory(ctx: BuildContext) -> bool:
     choice = ctx.spec.rootfs_in_memory
     if choice == "never" or (choice == "auto" and (ctx.spec.keep_rootfs or ctx.spec.rootfs_only)):
         return False
-    return choice == "always" or tmpfs_size(mounts.mem_available_bytes()) is not None
+    return choice == "always" or rootfs_tmpfs_size() is not None
 
 
 def create_rootfs(ctx: BuildContext) -> None:
@@ -64,7 +82,7 @@ def create_rootfs(ctx: BuildContext) -> None:
 
 
 def mount_rootfs_tmpfs(ctx: BuildContext) -> None:
-    size = tmpfs_size(mounts.mem_available_bytes()) or TMPFS_MIN_BYTES
+    size = rootfs_tmpfs_size() or TMPFS_MIN_BYTES
     try:
         mounts.mount("mkimage-rootfs", ctx.rootfs, "tmpfs", 0, f"mode=0755,size={size}")
     except mounts.MountError as err:
@@ -119,13 +137,13 @@ def install_packages(ctx: BuildContext) -> None:
     if ctx.spec.cache_dir is not None:
         argv[1:1] = ["--setopt=keepcache=True"]
     ctx.ui.info(f"{pm.name} install {' '.join(argv[argv.index('install') + 1:])}")
-    failures: list[str] = []
+    failures: dict[str, str] = {}
 
     def on_line(line: str) -> None:
         ctx.ui.tool_output(line)
         failure = scriptlet_failure(line)
-        if failure and failure not in failures:
-            failures.append(failure)
+        if failure:
+            failures.setdefault(*failure)
 
     with package_cache(ctx):
         result = run_streaming(argv, log=ctx.log, on_line=on_line)
@@ -134,7 +152,7 @@ def install_packages(ctx: BuildContext) -> None:
         hints = failure_hints(result.tail)
         raise InstallError(f"{pm.name} install failed with exit code {result.returncode}"
                            + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
-    record_scriptlet_failures(ctx, failures)
+    record_scriptlet_failures(ctx, list(failures.values()))
     ctx.result.packages = installed_packages(ctx)
     ctx.ui.info(f"{len(ctx.result.packages)} packages installed")
 

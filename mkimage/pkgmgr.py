@@ -11,6 +11,7 @@ import configparser
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -112,9 +113,13 @@ def _read_ini(path: Path) -> configparser.ConfigParser:
 
 def config_problem(config: Path) -> str | None:
     """Why the yum/dnf config can't be used, or None."""
-    if not config.exists():
+    try:
+        mode = config.stat().st_mode
+    except FileNotFoundError:
         return f"config file {config} does not exist (give one with -y/--yum-config)"
-    if not config.is_file():
+    except OSError as err:
+        return f"config file {config} cannot be accessed: {err.strerror}"
+    if not stat.S_ISREG(mode):
         return f"config file {config} is not a regular file"
     if not os.access(config, os.R_OK):
         return f"config file {config} is not readable"
@@ -167,33 +172,45 @@ SCRIPTLET_FAILURE_RES = (
     re.compile(r"Error in (?P<scriptlet>\w+) scriptlet in rpm package (?P<package>\S+)"),
     re.compile(r"Non-fatal (?P<scriptlet>\w+) scriptlet failure in rpm package (?P<package>\S+)"),
 )
+SCRIPTLET_NAMES = {"postin": "post", "prein": "pre", "postun": "postun", "preun": "preun", "posttrans": "posttrans",
+                   "pretrans": "pretrans"}
+NEVRA_RE = re.compile(r"^(?P<name>.+)-[^-]+-[^-]+$")
 
 FAILURE_PATTERNS = (
-    "no match for argument", "unable to find a match", "does not exist", "no such group",
+    "no match for argument", "unable to find a match", "does not exist", "is not available", "no such group",
     "no package", "not found", "failed to download metadata", "cannot download", "curl error",
     "cannot retrieve repository metadata", "errors during downloading metadata", "cannot find a valid baseurl",
     "no space left", "disk requirements", "at least", "nothing provides", "conflicts with", "problem",
-    "unable to detect release version", "error:", "error ",
+    "error:", "error ",
 )
 
+# (every one of these in the output, the hint); the first match is given.
 HINTS = (
-    (("unable to detect release version",), "the repo needs $releasever: pass --releasever"),
-    (("no space left", "disk requirements"), "the rootfs is full: with --rootfs-in-memory, try "
-                                             "--rootfs-in-memory never, or free memory"),
-    (("no match for argument", "unable to find a match"), "a package name is unknown to the configured repos"),
-    (("does not exist", "no such group"), "a group is unknown to the configured repos (dnf grouplist shows them)"),
+    (("unable to detect release version", "metadata"), "the repo needs $releasever: pass --releasever"),
+    (("no space left",), "the rootfs is full: try --rootfs-in-memory never, or free memory or disk"),
+    (("disk requirements",), "the rootfs is full: try --rootfs-in-memory never, or free memory or disk"),
+    (("no match for argument",), "a package name is unknown to the configured repos"),
+    (("group", "is not available"), "a group is unknown to the configured repos (dnf group list shows them)"),
+    (("group", "does not exist"), "a group is unknown to the configured repos (yum grouplist shows them)"),
+    (("failed to download metadata",), "a repository cannot be reached"),
+    (("cannot retrieve repository metadata",), "a repository cannot be reached"),
 )
 
 
-def scriptlet_failure(line: str) -> str | None:
-    """'%post(demo-1.0-1.noarch) scriptlet failed...' -> 'post scriptlet of demo-1.0-1.noarch'."""
+def scriptlet_failure(line: str) -> tuple[str, str] | None:
+    """'warning: %post(demo-1.0-1.noarch) scriptlet failed, exit status 1' ->
+    ('demo', '%post of demo-1.0-1.noarch'); the package name is the key (rpm and dnf both report one failure)."""
     for regex in SCRIPTLET_FAILURE_RES:
         match = regex.search(line)
         if match:
-            return f"{match.group('scriptlet').lower()} scriptlet of {match.group('package')}"
+            scriptlet = match.group("scriptlet").lower()
+            package = match.group("package")
+            nevra = NEVRA_RE.match(package)
+            name = nevra.group("name") if nevra and "." in package.rsplit("-", 1)[-1] else package
+            return name, f"%{SCRIPTLET_NAMES.get(scriptlet, scriptlet)} of {package}"
     return None
 
 
 def failure_hints(lines: Iterable[str]) -> list[str]:
     text = "\n".join(lines).lower()
-    return [hint for needles, hint in HINTS if any(needle in text for needle in needles)]
+    return [hint for needles, hint in HINTS if all(needle in text for needle in needles)]

@@ -14,6 +14,7 @@ from typing import Sequence
 from . import docker, pkgmgr
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
+from .pipeline import TMPFS_SIZE_ENV, parse_size
 from .profile import Profile
 from .reference import name_problem, split_reference, tag_problem
 from .run import run_captured
@@ -59,7 +60,11 @@ def reference_problems(reference: str | None, tag: str | None) -> tuple[list[str
 
 
 def dir_problem(path: Path, what: str) -> str | None:
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as err:
+        return f"{what} {path} cannot be accessed: {err.strerror}"
+    if not is_dir:
         return f"{what} {path} is not a directory"
     if not os.access(path, os.W_OK | os.X_OK):
         return f"{what} {path} is not writable"
@@ -68,7 +73,7 @@ def dir_problem(path: Path, what: str) -> str | None:
 
 def creatable_dir_problem(path: Path, what: str) -> str | None:
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
     if existing != path:
         return dir_problem(existing, f"{what}'s parent")
@@ -78,7 +83,7 @@ def creatable_dir_problem(path: Path, what: str) -> str | None:
 def output_file_problem(path: Path | None, what: str) -> str | None:
     if path is None:
         return None
-    if path.is_dir():
+    if os.path.isdir(path):
         return f"{what} {path} is a directory"
     return dir_problem(path.parent if str(path.parent) else Path("."), f"{what}'s directory")
 
@@ -128,6 +133,9 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         output_file_problem(request.log_file, "--log-file"),
         output_file_problem(request.report, "--report"),
     ) if p]
+    tmpfs_override = os.environ.get(TMPFS_SIZE_ENV)
+    if tmpfs_override and parse_size(tmpfs_override) is None:
+        problems.append(f"{TMPFS_SIZE_ENV}={tmpfs_override!r} is not a size such as 8G or 512m")
     if request.keep_rootfs and request.rootfs_in_memory == "always":
         problems.append("--keep-rootfs needs the rootfs on disk: drop --rootfs-in-memory always")
     if request.rootfs_only and request.rootfs_in_memory == "always":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class ProfileOutcome:
 @dataclass
 class BuildResult:
     name: str = ""
+    build_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """Also the value of the image's mkimage.build-id label."""
     tag: str | None = None
     status: str = "running"
     exit_code: int | None = None

@@ -1,0 +1,201 @@
+"""Fixtures: a real local RPM repository, the real docker daemon, and checks that builds leave nothing behind.
+
+In CI (CI=true) a missing tool or daemon fails the run; elsewhere the integration tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAKE_REPO = ROOT / "scripts" / "make-test-repo.py"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+INTEGRATION_TOOLS = ("dnf", "rpm", "rpmbuild", "createrepo_c", "docker", "tar", "chroot")
+DEMO_VERSION = "1.4.2"
+CORE_MANDATORY = ("filesystem", "setup", "glibc", "bash", "busybox", "demo-release", "demo-docs", "demo-post",
+                  "demo-setuid")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Fail in CI, skip elsewhere."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs this: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tools() -> None:
+    missing = [tool for tool in INTEGRATION_TOOLS if shutil.which(tool) is None]
+    require(not missing, f"missing tools: {', '.join(missing)}")
+    require(os.geteuid() == 0, "integration tests build images and must run as root")
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(tools: None) -> None:
+    result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    require(result.returncode == 0, f"no docker daemon: {result.stderr.strip()}")
+
+
+@dataclass(frozen=True)
+class Repo:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "yum.conf"
+
+
+@pytest.fixture(scope="session")
+def repo(tools: None, tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """The small local test repository, built once per session with rpmbuild + createrepo_c."""
+    out = tmp_path_factory.mktemp("repo")
+    subprocess.run([sys.executable, str(MAKE_REPO), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return Repo(out)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_line(self) -> str:
+        errors = [line for line in self.stderr.splitlines() if line.startswith("Error:")]
+        return errors[0] if errors else ""
+
+
+def mkimage(*args: str, timeout: float = 600, env: dict | None = None) -> Run:
+    """The real CLI in a child process (no TTY), as a pipeline runs it."""
+    proc = subprocess.run([sys.executable, "-m", "mkimage", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Builder:
+    """Builds images from the test repository into a private tmpdir and removes them afterwards."""
+
+    repo: Repo
+    tmpdir: Path
+    created: list[str]
+
+    def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None) -> Run:
+        argv = ["-y", str(config or self.repo.config), "--tmpdir", str(self.tmpdir), *args]
+        if name is not None:
+            argv.append(name)
+            self.created.append(name)
+        return mkimage(*argv, timeout=timeout)
+
+    def leftovers(self) -> list[str]:
+        """What a build left in its tmpdir other than kept logs and reports."""
+        return sorted(p.name for p in self.tmpdir.iterdir() if not p.name.endswith((".log", ".json")))
+
+
+@pytest.fixture
+def build(repo: Repo, docker_daemon: None, tmp_path: Path) -> Iterator[Builder]:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    builder = Builder(repo, tmpdir, [])
+    yield builder
+    for name in builder.created:
+        remove_image_refs(name)
+
+
+def remove_image_refs(name: str) -> None:
+    refs = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name.split(":")[0]],
+                          capture_output=True, text=True).stdout.split()
+    if refs:
+        subprocess.run(["docker", "image", "rm", "--force", *refs], capture_output=True)
+
+
+def docker_out(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def image_id(reference: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", reference],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def image_config(reference: str) -> dict:
+    return json.loads(docker_out("image", "inspect", reference))[0]["Config"]
+
+
+def run_in_image(reference: str, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "run", "--rm", "--network", "none", reference, *command],
+                          capture_output=True, text=True, timeout=120)
+
+
+@dataclass
+class Layer:
+    """The single layer of an imported image, as docker save gives it."""
+
+    members: dict[str, tarfile.TarInfo]
+    data: dict[str, bytes]
+
+    def __contains__(self, path: str) -> bool:
+        return _norm(path) in self.members
+
+    def __getitem__(self, path: str) -> tarfile.TarInfo:
+        return self.members[_norm(path)]
+
+    def text(self, path: str) -> str:
+        return self.data[_norm(path)].decode()
+
+    def under(self, directory: str) -> list[str]:
+        prefix = _norm(directory) + "/"
+        return sorted(name for name in self.members if name.startswith(prefix))
+
+
+def _norm(path: str) -> str:
+    """'./usr/bin/', '/usr/bin' -> 'usr/bin'; the layer's root '.' -> ''."""
+    name = path.strip("/").removeprefix("./")
+    return "" if name == "." else name
+
+
+def image_layer(reference: str, read: Sequence[str] = ()) -> Layer:
+    saved = subprocess.run(["docker", "save", reference], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layers = manifest[0]["Layers"]
+        assert len(layers) == 1, "an imported image has exactly one layer"
+        layer_bytes = archive.extractfile(layers[0]).read()  # type: ignore[union-attr]
+    members: dict[str, tarfile.TarInfo] = {}
+    data: dict[str, bytes] = {}
+    wanted = {_norm(p) for p in read}
+    with tarfile.open(fileobj=io.BytesIO(layer_bytes)) as layer:
+        for member in layer.getmembers():
+            name = _norm(member.name)
+            members[name] = member
+            if name in wanted and member.isfile():
+                data[name] = layer.extractfile(member).read()  # type: ignore[union-attr]
+    return Layer(members, data)
+
+
+def labelled_images() -> list[str]:
+    """Images mkimage imported but did not finish (every mkimage image carries mkimage.build-id)."""
+    out = docker_out("image", "ls", "--quiet", "--filter", "label=mkimage.build-id", "--filter", "dangling=true")
+    return out.split()
+
+
+def smoke_containers() -> list[str]:
+    return docker_out("ps", "--all", "--quiet", "--filter", "name=mkimage-smoke-").split()
+
+
+def host_mounts_mentioning(text: str) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
