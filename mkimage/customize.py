@@ -1,4 +1,5 @@
-"""Applying a profile to the installed tree: write, run, remove, set, harden, rebuild the rpm db.
+"""Applying a profile to the installed tree, in this order: run the chroot commands (they may add users),
+write files, remove paths, set modes and owners, harden, rebuild the rpm db.
 
 Every path is an in-image path resolved inside the rootfs (see fsutil), so nothing here can touch the host.
 """
@@ -42,8 +43,8 @@ def apply_profile(ctx: BuildContext) -> None:
     profile = ctx.profile
     root = ctx.rootfs
     try:
-        write_files(root, profile, outcome)
         run_commands(ctx, outcome)
+        write_files(root, profile, outcome)
         remove_paths(root, profile.remove, profile.keep, outcome, outcome.removed_paths)
         set_files(root, profile.set, outcome)
         harden(root, profile.hardening, profile.keep, outcome)
@@ -210,9 +211,11 @@ def scan_permissions(root: Path, hardening: Hardening, outcome: ProfileOutcome) 
             else:
                 os.chmod(path, stat.S_IMODE(mode) & ~stat.S_IWOTH)
                 outcome.world_writable_fixed.append(str(image_path))
+    outcome.setuid_stripped.sort()
+    outcome.world_writable_fixed.sort()
     if offenders:
         raise ProfileError(f"{len(offenders)} world-writable entries without the sticky bit "
-                           "(hardening.world_writable = \"fail\")", details=offenders[:20])
+                           "(hardening.world_writable = \"fail\")", details=sorted(offenders)[:20])
 
 
 def _world_writable(mode: int) -> bool:

@@ -81,6 +81,15 @@ class BuildResult:
             items.append(("removed", f"{outcome.removed_entries} entries, {human_bytes(outcome.bytes_freed)} freed"))
         if outcome.setuid_stripped:
             items.append(("setuid/setgid stripped", ", ".join(outcome.setuid_stripped)))
+        hardening = [text for done, text in (
+            (outcome.root_locked, "root locked"),
+            (outcome.machine_id_emptied, "machine-id emptied"),
+            (outcome.secrets_removed, f"{len(outcome.secrets_removed)} per-host secrets removed"),
+            (outcome.pkg_logs_removed, f"{len(outcome.pkg_logs_removed)} package-manager logs removed"),
+            (outcome.world_writable_fixed, f"{len(outcome.world_writable_fixed)} world-writable entries fixed"),
+        ) if done]
+        if hardening:
+            items.append(("hardening", ", ".join(hardening)))
         if outcome.commands_run:
             items.append(("commands run", str(len(outcome.commands_run))))
         if outcome.rpmdb_bytes_before is not None and outcome.rpmdb_bytes_after is not None:
