@@ -93,12 +93,13 @@ class Builder:
     tmpdir: Path
     created: list[str]
 
-    def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None) -> Run:
+    def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None,
+                 env: dict | None = None) -> Run:
         argv = ["-y", str(config or self.repo.config), "--tmpdir", str(self.tmpdir), *args]
         if name is not None:
             argv.append(name)
             self.created.append(name)
-        return mkimage(*argv, timeout=timeout)
+        return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None)
 
     def leftovers(self) -> list[str]:
         """What a build left in its tmpdir other than kept logs and reports."""

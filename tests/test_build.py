@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,51 @@ def test_rich_output_on_a_terminal(build: Builder) -> None:
     assert proc.returncode == 0, screen
     assert stdout == b"mkimage-test/tty:1.4.2\n"
     assert "✓ Installing packages" in screen and "mkimage summary" in screen
+
+
+def processes_rooted_under(directory: Path) -> list[int]:
+    """Processes whose root (chroot) or cwd lies under directory: a scriptlet still running, say."""
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        for link in ("root", "cwd"):
+            try:
+                if os.readlink(proc_dir / link).startswith(str(directory)):
+                    found.append(int(proc_dir.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("signum, memory, code", [
+    (signal.SIGTERM, "never", 143),
+    (signal.SIGTERM, "auto", 143),
+    (signal.SIGINT, "auto", 130),
+])
+def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path, signum, memory, code) -> None:
+    """dnf defers signals during a transaction and scriptlets ignore SIGINT: the whole group must go."""
+    report_path = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
+                             str(build.tmpdir), "--rootfs-in-memory", memory, "-p", "demo-slow", "--report",
+                             str(report_path), "mkimage-test/interrupted"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            cwd=ROOT)
+    seen_from_mkimage = Path(f"/proc/{proc.pid}/root") / str(build.tmpdir).lstrip("/")
+    deadline = time.monotonic() + 120
+    while not list(seen_from_mkimage.glob("mkimage-*/rootfs/var/lib/demo-slow/started")):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the slow %post never started"
+        time.sleep(0.05)
+    assert processes_rooted_under(build.tmpdir), "the scriptlet is running"
+    started = time.monotonic()
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert time.monotonic() - started < 15, "stopped promptly"
+    assert stdout == ""
+    assert f"Error: interrupted by {signal.Signals(signum).name}; the build was cleaned up" in stderr
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "interrupted" and report["exit_code"] == code
+    assert processes_rooted_under(build.tmpdir) == [], "no scriptlet or dnf left running"
+    assert_nothing_left(build, report)

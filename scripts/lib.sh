@@ -1,0 +1,77 @@
+# Shared set-up for scripts/test, scripts/demo and scripts/bench: idempotent, for a fresh Debian/Ubuntu box.
+# Source it; it defines functions and changes nothing until they are called.
+
+MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$MKIMAGE_ROOT/.venv"
+APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables)
+DOCKERD_LOG=${DOCKERD_LOG:-/tmp/mkimage-dockerd.log}
+STARTED_DOCKERD_PID=""
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+require_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: run this as root (sudo $0): mkimage makes device nodes and installs into a chroot" >&2
+        exit 2
+    fi
+}
+
+ensure_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "error: missing ${missing[*]}; install them with your package manager" >&2
+        exit 2
+    fi
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    say "pip install -e .[test]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$MKIMAGE_ROOT[test]"
+}
+
+docker_ready() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+stop_started_dockerd() {
+    if [ -n "$STARTED_DOCKERD_PID" ]; then
+        say "stopping the dockerd this script started"
+        kill "$STARTED_DOCKERD_PID" 2>/dev/null || true
+        wait "$STARTED_DOCKERD_PID" 2>/dev/null || true
+        STARTED_DOCKERD_PID=""
+    fi
+}
+
+ensure_dockerd() {
+    docker_ready && return 0
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    dockerd >"$DOCKERD_LOG" 2>&1 &
+    STARTED_DOCKERD_PID=$!
+    trap stop_started_dockerd EXIT
+    local waited=0
+    until docker_ready; do
+        if ! kill -0 "$STARTED_DOCKERD_PID" 2>/dev/null || [ $waited -ge 60 ]; then
+            echo "error: dockerd did not start; its log:" >&2
+            tail -n 30 "$DOCKERD_LOG" >&2
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+setup_all() {
+    require_root
+    ensure_packages
+    ensure_venv
+    ensure_dockerd
+}
