@@ -7,6 +7,7 @@ everything else goes to stderr.
 from __future__ import annotations
 
 import json
+import resource
 import shlex
 import sys
 import time
@@ -163,6 +164,7 @@ def run_build(spec: Any, request: Any, verbosity: int, preflight_seconds: float)
         raise
     finally:
         result.finished_at = time.time()
+        result.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         log.close()
         if result.status == "success" and request.log_file is None:
             log_path.unlink(missing_ok=True)

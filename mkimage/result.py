@@ -59,6 +59,8 @@ class BuildResult:
     rootfs_in_memory: bool = False
     rootfs_kept: bool = False
     log_file: str | None = None
+    peak_rss_bytes: int | None = None
+    """mkimage's own peak resident memory, not its children's (dnf, tar, docker)."""
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
