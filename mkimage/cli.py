@@ -7,18 +7,23 @@ everything else goes to stderr.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shlex
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, BadInput, Interrupted, MkimageError, Problems
+
+if TYPE_CHECKING:  # the heavier modules are imported when a build runs, so --help stays fast
+    from .context import BuildSpec
+    from .preflight import Request
 
 PATH_TYPE = click.Path(path_type=Path)
 
@@ -53,7 +58,6 @@ def _smoke_argv(smoke_cmd: str | None) -> tuple[str, ...] | None:
 
 
 def _log_path(tmpdir: Path, name: str) -> Path:
-    import os
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     safe_name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name) or "image"
     return tmpdir / f"mkimage-{safe_name}-{stamp}-{os.getpid()}.log"
@@ -110,7 +114,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     prints 'centos72:7.2.1511' on stdout once the image is imported, tested and tagged.
     """
     from . import pkgmgr, preflight
-    from .profile import ProfileProblems, resolve
+    from .profile import Profile, ProfileProblems, resolve
 
     if list_profiles:
         _list_profiles()
@@ -133,12 +137,11 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, log_file=log_file, report=report,
     )
-    from .profile import Profile
     spec = preflight.check(request, profile or Profile(), profile_problems)
     run_build(spec, request, _verbosity(verbose, quiet), preflight_seconds=time.monotonic() - started)
 
 
-def run_build(spec: Any, request: Any, verbosity: int, preflight_seconds: float) -> None:
+def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_seconds: float) -> None:
     from .context import BuildContext
     from .pipeline import build
     from .result import BuildResult

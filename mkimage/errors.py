@@ -51,7 +51,8 @@ class Problems(BadInput):
         if len(problems) == 1:
             super().__init__(problems[0])
         else:
-            super().__init__(f"{len(problems)} problems found, nothing was built:", details=[f"- {p}" for p in problems])
+            super().__init__(f"{len(problems)} problems found, nothing was built:",
+                             details=[f"- {problem}" for problem in problems])
         self.problems = list(problems)
 
 

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from .result import BuildResult
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -90,16 +92,17 @@ class RichReporter(Reporter):
         from rich.console import Console
 
         self.console = Console(file=self.stream, highlight=False, markup=False, emoji=False)
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def _start_progress(self, title: str) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                  console=self.console, transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task(title)
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                            console=self.console, transient=True)
+        progress.start()
+        self._task = progress.add_task(title)
+        self._progress = progress
 
     def _stop_progress(self) -> None:
         if self._progress is not None:

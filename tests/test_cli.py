@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Repo, mkimage
+from conftest import ROOT, mkimage
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Confinement: nothing done inside a rootfs may reach the host, whatever links the rootfs holds."""
 
 import os
-import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest

@@ -98,7 +98,8 @@ def test_no_releasever_no_problem(tmp_path: Path) -> None:
      ("demo-failpost", "%post of demo-failpost-1.0-1.noarch")),
     ("Error in POSTIN scriptlet in rpm package demo-failpost", ("demo-failpost", "%post of demo-failpost")),
     ("Non-fatal POSTIN scriptlet failure in rpm package foo-1-1.x86_64", ("foo", "%post of foo-1-1.x86_64")),
-    ("warning: %preun(a-b-c-2.0-3.el9.x86_64) scriptlet failed, exit status 2", ("a-b-c", "%preun of a-b-c-2.0-3.el9.x86_64")),
+    ("warning: %preun(a-b-c-2.0-3.el9.x86_64) scriptlet failed, exit status 2",
+     ("a-b-c", "%preun of a-b-c-2.0-3.el9.x86_64")),
     ("  Running scriptlet: demo-post-1.0-1.noarch", None),
 ])
 def test_scriptlet_failure(line: str, expected) -> None:

@@ -60,7 +60,8 @@ def test_merge_order_later_wins(tmp_path: Path) -> None:
     write(tmp_path, "base.toml", 'extends = ["hardened"]\n[packages]\ninstall = ["a", "b"]\n'
                                  '[image]\nuser = "one"\nenv = { A = "1", B = "1" }\n')
     top = write(tmp_path, "top.toml", 'extends = ["base.toml"]\n[packages]\ninstall = ["b", "c"]\n'
-                                      '[hardening]\nworld_writable = "fail"\n[image]\nuser = "two"\nenv = { B = "2" }\n')
+                                      '[hardening]\nworld_writable = "fail"\n'
+                                      '[image]\nuser = "two"\nenv = { B = "2" }\n')
     profile, merged = resolve([str(top)], {"packages": {"install": ["d"], "groups": ["Core"]}})
     assert profile.packages == ("a", "b", "c", "d")
     assert profile.groups == ("Core",)

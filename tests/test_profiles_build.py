@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Builder, host_mounts_mentioning, image_config, image_id, image_layer, run_in_image, smoke_containers
+from conftest import (
+    Builder, host_mounts_mentioning, image_config, image_id, image_layer, run_in_image, smoke_containers,
+)
 from test_build import assert_nothing_left, failed
 
 pytestmark = pytest.mark.integration
@@ -147,7 +149,8 @@ def test_user_profile_with_every_key(build: Builder, tmp_path: Path) -> None:
     assert config["Labels"]["org.example.owner"] == "security team"
     assert config["User"] == "nobody" and config["WorkingDir"] == "/opt/acme"
     assert set(config["ExposedPorts"]) == {"8080/tcp", "53/udp"}
-    assert report["smoke_commands"] == [["echo", "success"], ["/usr/bin/id", "-u"], ["/bin/sh", "-c", "test -s /etc/motd"]]
+    assert report["smoke_commands"] == [["echo", "success"], ["/usr/bin/id", "-u"],
+                                        ["/bin/sh", "-c", "test -s /etc/motd"]]
     assert run_in_image(reference).stdout == "hello from demo\n", "ENTRYPOINT env + CMD hello, as nobody"
     assert host_mounts_mentioning("mkimage") == []
 
@@ -195,7 +198,11 @@ def test_profile_cannot_escape_the_rootfs(build: Builder, tmp_path: Path) -> Non
     profile = tmp_path / "escape.toml"
     profile.write_text(f"""
 [chroot]
-commands = [["/bin/sh", "-c", "busybox ln -s {victim} /etc/evil-abs && busybox ln -s ../../../../../../..{tmp_path} /etc/evil-rel && busybox ln -s {tmp_path} /etc/evil-dir"]]
+commands = [
+    ["busybox", "ln", "-s", "{victim}", "/etc/evil-abs"],
+    ["busybox", "ln", "-s", "../../../../../../..{tmp_path}", "/etc/evil-rel"],
+    ["busybox", "ln", "-s", "{tmp_path}", "/etc/evil-dir"],
+]
 [files]
 write = [{{ path = "/etc/evil-rel/host-file", content = "pwned\\n" }}]
 remove = ["/etc/evil-abs", "/etc/evil-dir/other"]
