@@ -148,10 +148,11 @@ class RemovalStats:
         self.bytes += other.bytes
 
 
-def remove_tree(path: Path, *, keep: frozenset[Path] = frozenset()) -> RemovalStats:
+def remove_tree(path: Path, *, keep: frozenset[Path] = frozenset(), measure: bool = True) -> RemovalStats:
     """Remove ``path`` (a file, a link or a directory tree) without following links or crossing mounts.
 
-    Anything in ``keep`` (host paths) survives, with the directories leading to it.
+    Anything in ``keep`` (host paths) survives, with the directories leading to it.  With ``measure``
+    the bytes of removed regular files are counted (one stat each; cleanup skips it).
     Raises MountPointError, leaving the mount untouched, if a mount point lies inside.
     """
     stats = RemovalStats()
@@ -170,7 +171,7 @@ def remove_tree(path: Path, *, keep: frozenset[Path] = frozenset()) -> RemovalSt
         raise MountPointError(f"{path} is a mount point")
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        emptied = _remove_contents(fd, path, st.st_dev, keep, stats)
+        emptied = _remove_contents(fd, path, st.st_dev, keep, stats, measure)
     finally:
         os.close(fd)
     if emptied and path not in keep:
@@ -179,26 +180,31 @@ def remove_tree(path: Path, *, keep: frozenset[Path] = frozenset()) -> RemovalSt
     return stats
 
 
-def _remove_contents(dir_fd: int, dir_path: Path, device: int, keep: frozenset[Path], stats: RemovalStats) -> bool:
-    """Empty a directory given as an open fd; returns False when something kept stays inside."""
+def _remove_contents(dir_fd: int, dir_path: Path, device: int, keep: frozenset[Path], stats: RemovalStats,
+                     measure: bool) -> bool:
+    """Empty a directory given as an open fd; returns False when something kept stays inside.
+
+    The entry type comes from the directory itself (d_type): only directories are stat'ed, for the mount check.
+    """
     everything_removed = True
-    with os.scandir(dir_fd) as entries:
-        names = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
-    for name, st in names:
-        child = dir_path / name
-        if child in keep:
+    with os.scandir(dir_fd) as scanned:
+        entries = list(scanned)
+    for entry in entries:
+        name = entry.name
+        if keep and dir_path / name in keep:
             everything_removed = False
             continue
-        if not stat.S_ISDIR(st.st_mode):
+        if not entry.is_dir(follow_symlinks=False):
+            if measure and entry.is_file(follow_symlinks=False):
+                stats.bytes += entry.stat(follow_symlinks=False).st_size
             os.unlink(name, dir_fd=dir_fd)
             stats.entries += 1
-            stats.bytes += st.st_size if stat.S_ISREG(st.st_mode) else 0
             continue
-        if st.st_dev != device:
-            raise MountPointError(f"{child} is a mount point")
+        if entry.stat(follow_symlinks=False).st_dev != device:
+            raise MountPointError(f"{dir_path / name} is a mount point")
         child_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            child_emptied = _remove_contents(child_fd, child, device, keep, stats)
+            child_emptied = _remove_contents(child_fd, dir_path / name, device, keep, stats, measure)
         finally:
             os.close(child_fd)
         if child_emptied:

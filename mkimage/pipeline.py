@@ -338,7 +338,7 @@ def remove_workdir(ctx: BuildContext, problems: list[str]) -> None:
         problems.append(f"{err}; {ctx.workdir} left in place")
         return
     try:
-        remove_tree(ctx.workdir)
+        remove_tree(ctx.workdir, measure=False)
     except MountPointError as err:
         problems.append(f"not removing {ctx.workdir}: {err}")
 
