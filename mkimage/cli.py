@@ -137,8 +137,25 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, log_file=log_file, report=report,
     )
-    spec = preflight.check(request, profile or Profile(), profile_problems)
+    try:
+        spec = preflight.check(request, profile or Profile(), profile_problems)
+    except Problems as err:
+        _report_bad_input(request.report, reference, err)
+        raise
     run_build(spec, request, _verbosity(verbose, quiet), preflight_seconds=time.monotonic() - started)
+
+
+def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -> None:
+    """Pipelines parse the report whatever happened; for bad input it lists the problems."""
+    if path is None:
+        return
+    from .result import BuildResult
+    result = BuildResult(name=reference or "", status="failed", exit_code=err.exit_code, error=err.message,
+                         error_kind=err.kind, problems=err.problems, finished_at=time.time())
+    try:
+        result.write_report(path)
+    except OSError:
+        pass  # an unwritable --report is itself one of the problems reported
 
 
 def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_seconds: float) -> None:

@@ -72,4 +72,5 @@ class BuildContext:
         return InstallRequest(
             config=self.spec.config, root=self.rootfs, releasever=self.spec.releasever,
             groups=self.profile.groups, packages=self.profile.packages, exclude=self.profile.exclude,
+            keep_cache=self.spec.cache_dir is not None,
         )

@@ -23,6 +23,7 @@ from .fsutil import (
 from .profile import FileSet, Hardening, Profile
 from .result import ProfileOutcome
 from .run import relevant_lines, run_captured, run_streaming, tool_env
+from .ui import human_bytes
 
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHARED_SECRETS = (
@@ -58,7 +59,7 @@ def apply_profile(ctx: BuildContext) -> None:
 def report(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     ui = ctx.ui
     if outcome.removed_entries:
-        ui.info(f"removed {outcome.removed_entries} entries ({outcome.bytes_freed} bytes) "
+        ui.info(f"removed {outcome.removed_entries} entries ({human_bytes(outcome.bytes_freed)}) "
                 f"under {len(outcome.removed_paths)} paths")
     for path in outcome.removed_paths:
         ui.detail(f"removed {path}")

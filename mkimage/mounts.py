@@ -37,8 +37,7 @@ def enter_private_namespace() -> bool:
     """
     if _libc.unshare(CLONE_NEWNS) != 0:
         return False
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
-    return True
+    return _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
 
 
 def mount(source: str, target: Path, fstype: str, flags: int = 0, options: str = "") -> None:

@@ -134,8 +134,6 @@ def install_packages(ctx: BuildContext) -> None:
     request = ctx.install_request()
     pm = ctx.spec.package_manager
     argv = pm.install_argv(request)
-    if ctx.spec.cache_dir is not None:
-        argv[1:1] = ["--setopt=keepcache=True"]
     ctx.ui.info(f"{pm.name} install {' '.join(argv[argv.index('install') + 1:])}")
     failures: dict[str, str] = {}
 
@@ -259,8 +257,8 @@ def smoke_test(ctx: BuildContext) -> None:
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
     for command in commands:
         argv = docker.run_argv(ctx.image_id, ctx.smoke_container, command)
-        result = run_captured(argv, log=ctx.log, timeout=600)
         ctx.result.smoke_commands.append(list(command))
+        result = run_captured(argv, log=ctx.log, timeout=600)
         output = result.stdout.strip()
         expected_output = tuple(command) != SMOKE_DEFAULT or output == SMOKE_EXPECTED
         if not result.ok or not expected_output:
@@ -313,6 +311,7 @@ def cleanup(ctx: BuildContext) -> None:
 
 
 def remove_container_if_left(ctx: BuildContext) -> None:
+    """`docker run --rm` removes its container, but not when the client was killed in the middle."""
     if ctx.result.smoke_commands:
         docker.remove_container(ctx.smoke_container)
 

@@ -29,6 +29,8 @@ class InstallRequest:
     groups: tuple[str, ...]
     packages: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    keep_cache: bool = False
+    """Keep downloaded packages (the cache dir is a persistent --cache-dir)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class PackageManager:
             self.binary, "-c", str(request.config), f"--installroot={request.root}",
             f"--releasever={request.releasever}",
             "--setopt=tsflags=nodocs", "--setopt=group_package_types=mandatory",
-            *self.extra_setopts(), "-y",
+            *self.extra_setopts(), *(["--setopt=keepcache=True"] if request.keep_cache else []), "-y",
         ]
 
     def extra_setopts(self) -> list[str]:

@@ -45,6 +45,8 @@ class BuildResult:
     exit_code: int | None = None
     error: str | None = None
     error_kind: str | None = None
+    problems: list[str] = field(default_factory=list)
+    """Everything preflight found wrong (bad input), one sentence each."""
     image_id: str | None = None
     image_size: int | None = None
     packages: list[str] = field(default_factory=list)

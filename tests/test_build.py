@@ -340,3 +340,23 @@ def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path,
     assert report["status"] == "interrupted" and report["exit_code"] == code
     assert processes_rooted_under(build.tmpdir) == [], "no scriptlet or dnf left running"
     assert_nothing_left(build, report)
+
+
+def test_interrupted_during_the_smoke_test(build: Builder, tmp_path: Path) -> None:
+    """A killed `docker run --rm` client leaves its container running: cleanup removes it, and the image."""
+    report_path = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
+                             str(build.tmpdir), "--smoke-cmd", "sleep 600", "--report", str(report_path),
+                             "mkimage-test/smokeint"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not smoke_containers():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the smoke container never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert image_id("mkimage-test/smokeint:1.4.2") is None
+    assert_nothing_left(build, json.loads(report_path.read_text()))

@@ -75,15 +75,19 @@ def repo_config(tmp_path: Path) -> Path:
     return config
 
 
-def test_every_problem_at_once(tmpdir: Path) -> None:
+def test_every_problem_at_once(tmpdir: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
     run = mkimage("-y", str(tmpdir / "missing.conf"), "--tmpdir", str(tmpdir / "nodir"), "--profile", "nope",
-                  "-t", "-bad", "Bad")
+                  "-t", "-bad", "--report", str(report), "Bad")
     assert run.returncode == 2
     assert run.stderr.startswith("Error: 5 problems found, nothing was built:")
     for fragment in ("invalid image name 'Bad'", "invalid tag '-bad'", "no built-in profile 'nope'",
                      "missing.conf does not exist", "--tmpdir"):
         assert fragment in run.stderr
     assert list(tmpdir.iterdir()) == []
+    data = json.loads(report.read_text())
+    assert (data["status"], data["exit_code"], data["error_kind"]) == ("failed", 2, "bad-input")
+    assert len(data["problems"]) == 5 and data["image_id"] is None
 
 
 def test_tag_given_twice(repo_config: Path, tmpdir: Path) -> None:

@@ -28,6 +28,12 @@ def test_clean_all(manager: PackageManager) -> None:
     assert argv[:7] == [manager.binary, *COMMON] and argv[-2:] == ["clean", "all"]
 
 
+def test_keep_cache_only_with_a_cache_dir() -> None:
+    request = InstallRequest(Path("/c"), Path("/r"), "/", ("Core",), (), keep_cache=True)
+    assert "--setopt=keepcache=True" in PackageManager("dnf").install_argv(request)
+    assert "--setopt=keepcache=True" not in PackageManager("dnf").install_argv(REQUEST)
+
+
 def test_releasever_passes_through() -> None:
     request = InstallRequest(Path("/c"), Path("/r"), "9", ("Core",), ())
     assert "--releasever=9" in PackageManager("dnf").install_argv(request)
