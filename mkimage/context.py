@@ -46,7 +46,6 @@ class BuildContext:
     log: BuildLog
     result: BuildResult
     workdir: Path | None = None
-    private_mounts: bool = False
     image_id: str | None = None
     tagged: bool = False
     version: str | None = None

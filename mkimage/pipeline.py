@@ -17,7 +17,7 @@ from . import docker, mounts
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
-from .errors import BadInput, ExportError, InstallError, Interrupted, MkimageError, SmokeTestError
+from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
 from .pkgmgr import HOST_VARS_DIRS, FAILURE_PATTERNS, failure_hints, scriptlet_failure
 from .reference import fallback_tag, version_from_release
@@ -367,32 +367,30 @@ class SignalGuard:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-def run_stages(ctx: BuildContext) -> None:
-    for stage in STAGES:
-        if not stage.wanted(ctx):
-            continue
-        started = time.monotonic()
-        try:
-            with ctx.ui.stage(stage.name, stage.title):
-                stage.run(ctx)
-        finally:
-            ctx.result.stages[stage.name] = time.monotonic() - started
+CLEANUP = Stage("cleanup", "Cleaning up", cleanup)
+
+
+def run_stage(ctx: BuildContext, stage: Stage) -> None:
+    """Run one stage under its heading; its time is recorded whether it succeeds or not."""
+    started = time.monotonic()
+    try:
+        with ctx.ui.stage(stage.name, stage.title):
+            stage.run(ctx)
+    finally:
+        ctx.result.stages[stage.name] = time.monotonic() - started
 
 
 def build(ctx: BuildContext) -> None:
     """Run every stage, then clean up whatever happened; errors propagate after cleanup."""
     with SignalGuard() as guard:
-        ctx.private_mounts = mounts.enter_private_namespace()
+        if not mounts.enter_private_namespace():
+            ctx.ui.detail("no private mount namespace here: mounts are made in the host's, removed at cleanup")
         try:
-            run_stages(ctx)
+            for stage in STAGES:
+                if stage.wanted(ctx):
+                    run_stage(ctx, stage)
         finally:
             guard.shielded = True
-            started = time.monotonic()
-            with ctx.ui.stage("cleanup", "Cleaning up"):
-                cleanup(ctx)
-            ctx.result.stages["cleanup"] = time.monotonic() - started
+            run_stage(ctx, CLEANUP)
         if guard.received is not None:
             raise Interrupted(guard.received)
-
-
-__all__ = ["build", "STAGES", "MkimageError"]

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -87,19 +87,33 @@ def mkimage(*args: str, timeout: float = 600, env: dict | None = None) -> Run:
 
 @dataclass
 class Builder:
-    """Builds images from the test repository into a private tmpdir and removes them afterwards."""
+    """Builds images from the test repository into a private tmpdir; afterwards removes every image its
+    builds made (found by their mkimage.build-id label, so that images a rebuild untagged go too)."""
 
     repo: Repo
     tmpdir: Path
-    created: list[str]
+    reports: Path
+    created: list[str] = field(default_factory=list)
+    report_paths: list[Path] = field(default_factory=list)
 
     def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None,
                  env: dict | None = None) -> Run:
         argv = ["-y", str(config or self.repo.config), "--tmpdir", str(self.tmpdir), *args]
+        if "--report" in args:
+            self.report_paths.append(Path(args[args.index("--report") + 1]))
+        else:
+            self.report_paths.append(self.reports / f"{len(self.report_paths)}.json")
+            argv += ["--report", str(self.report_paths[-1])]
         if name is not None:
             argv.append(name)
             self.created.append(name)
         return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None)
+
+    def remove_images(self) -> None:
+        for name in self.created:
+            remove_image_refs(name)
+        build_ids = [json.loads(path.read_text()).get("build_id") for path in self.report_paths if path.exists()]
+        remove_images_of_builds(build_ids)
 
     def leftovers(self) -> list[str]:
         """What a build left in its tmpdir other than kept logs and reports."""
@@ -108,12 +122,19 @@ class Builder:
 
 @pytest.fixture
 def build(repo: Repo, docker_daemon: None, tmp_path: Path) -> Iterator[Builder]:
-    tmpdir = tmp_path / "tmp"
+    tmpdir, reports = tmp_path / "tmp", tmp_path / "reports"
     tmpdir.mkdir()
-    builder = Builder(repo, tmpdir, [])
+    reports.mkdir()
+    builder = Builder(repo, tmpdir, reports)
     yield builder
-    for name in builder.created:
-        remove_image_refs(name)
+    builder.remove_images()
+
+
+def remove_images_of_builds(build_ids: Sequence[str | None]) -> None:
+    for build_id in filter(None, build_ids):
+        ids = docker_out("image", "ls", "-q", "--filter", f"label=mkimage.build-id={build_id}").split()
+        if ids:
+            subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)
 
 
 def remove_image_refs(name: str) -> None:
