@@ -37,6 +37,11 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def as_root() -> None:
+    require(os.geteuid() == 0, "needs root (device nodes, mounts, builds)")
+
+
+@pytest.fixture(scope="session")
 def tools() -> None:
     missing = [tool for tool in INTEGRATION_TOOLS if shutil.which(tool) is None]
     require(not missing, f"missing tools: {', '.join(missing)}")

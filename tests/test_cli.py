@@ -152,8 +152,7 @@ mkimage.cli.main(sys.argv[1:])
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
-def test_non_root_is_refused_clearly(repo_config: Path, tmpdir: Path) -> None:
+def test_non_root_is_refused_clearly(as_root: None, repo_config: Path, tmpdir: Path) -> None:
     os.chmod(tmpdir, 0o777)
     proc = subprocess.run([sys.executable, "-c", NON_ROOT, "-y", str(repo_config), "--tmpdir", str(tmpdir),
                            "--rootfs-only", "centos72"], capture_output=True, text=True, cwd=ROOT)

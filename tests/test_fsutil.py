@@ -72,8 +72,7 @@ def test_remove_tree_counts_and_keeps(root: Path) -> None:
     assert stats.bytes == len("cache") + len("h") and stats.entries == 5
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
-def test_remove_tree_refuses_to_cross_a_mount(root: Path) -> None:
+def test_remove_tree_refuses_to_cross_a_mount(as_root: None, root: Path) -> None:
     target = root / "var/mnt"
     target.mkdir(parents=True)
     mounts.mount("test", target, "tmpfs")

@@ -36,7 +36,7 @@ def test_none_keeps_everything_but_docs(build: Builder, tmp_path: Path) -> None:
 
 
 def test_hardened(build: Builder, tmp_path: Path) -> None:
-    report = built(build, tmp_path, "mkimage-test/hardened", "--profile", "hardened",
+    report = built(build, tmp_path, "mkimage-test/hardened", "--profile", "hardened", "-v",
                    "-p", "demo-secrets", "-p", "demo-worldwritable")
     reference = report["reference"]
     layer = image_layer(reference, read=["etc/shadow", "etc/machine-id"])
@@ -55,6 +55,9 @@ def test_hardened(build: Builder, tmp_path: Path) -> None:
     assert mode("var/lib/demo-ww/open-dir") == 0o775 and mode("var/lib/demo-ww/open-file") == 0o664
     assert mode("var/lib/demo-ww/sticky-dir") == 0o1777 and mode("tmp") == 0o1777
     assert "stripped setuid/setgid bits: /usr/bin/demo-mount" in report["stderr"]
+    assert "removed /usr/share/locale" in report["stderr"], "-v lists every removed path"
+    assert "  |   Installing       : demo-secrets" in report["stderr"], "-v streams dnf's output"
+    assert "removed per-host secret: /etc/ssh/ssh_host_rsa_key" in report["stderr"]
     assert "summary setuid/setgid stripped: /usr/bin/demo-mount, /usr/bin/demo-write" in report["stderr"]
     assert run_in_image(reference, "echo", "still runs").stdout == "still runs\n"
 
