@@ -19,7 +19,7 @@ from .customize import apply_profile
 from .devices import make_device_nodes
 from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
-from .pkgmgr import HOST_VARS_DIRS, FAILURE_PATTERNS, failure_hints, scriptlet_failure
+from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
 from .run import relevant_lines, run_captured, run_pipe, run_streaming
 from .ui import human_bytes
@@ -147,7 +147,7 @@ def install_packages(ctx: BuildContext) -> None:
         result = run_streaming(argv, log=ctx.log, on_line=on_line)
     if not result.ok:
         lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-        hints = failure_hints(result.tail)
+        hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
         raise InstallError(f"{pm.name} install failed with exit code {result.returncode}"
                            + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
     record_scriptlet_failures(ctx, list(failures.values()))

@@ -97,10 +97,8 @@ def detect(choice: str) -> tuple[PackageManager | None, str | None]:
     return None, f"{wanted} not found on PATH: install it (Debian/Ubuntu: apt-get install dnf)"
 
 
-def default_config() -> Path:
+def default_config(yum_conf: Path = Path("/etc/yum.conf"), dnf_conf: Path = Path("/etc/dnf/dnf.conf")) -> Path:
     """/etc/yum.conf as the script had it; /etc/dnf/dnf.conf where only that exists."""
-    yum_conf = Path("/etc/yum.conf")
-    dnf_conf = Path("/etc/dnf/dnf.conf")
     if not yum_conf.exists() and dnf_conf.exists():
         return dnf_conf
     return yum_conf
@@ -187,8 +185,8 @@ FAILURE_PATTERNS = (
 )
 
 # (every one of these in the output, the hint); the first match is given.
+RELEASEVER_HINT = "the repo URL needs $releasever, which dnf could not detect: pass --releasever"
 HINTS = (
-    (("unable to detect release version", "metadata"), "the repo needs $releasever: pass --releasever"),
     (("no space left",), "the rootfs is full: try --rootfs-in-memory never, or free memory or disk"),
     (("disk requirements",), "the rootfs is full: try --rootfs-in-memory never, or free memory or disk"),
     (("no match for argument",), "a package name is unknown to the configured repos"),
@@ -213,6 +211,15 @@ def scriptlet_failure(line: str) -> tuple[str, str] | None:
     return None
 
 
-def failure_hints(lines: Iterable[str]) -> list[str]:
+def failure_hints(lines: Iterable[str], *, repos_use_releasever: bool = False) -> list[str]:
+    """Hints for a failed install.  dnf warns that it cannot detect the release version on every host
+    without a release package, so that warning only counts when a repo URL really uses $releasever."""
     text = "\n".join(lines).lower()
-    return [hint for needles, hint in HINTS if all(needle in text for needle in needles)]
+    hints = [hint for needles, hint in HINTS if all(needle in text for needle in needles)]
+    if repos_use_releasever and "unable to detect release version" in text:
+        hints.insert(0, RELEASEVER_HINT)
+    return hints
+
+
+def repos_use_releasever(config: Path) -> bool:
+    return any(RELEASEVER_RE.search(url) for _, url in repo_urls(config))

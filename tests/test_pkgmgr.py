@@ -120,13 +120,24 @@ def test_config_problems(tmp_path: Path) -> None:
     assert "cannot be parsed" in pkgmgr.config_problem(bad)
 
 
-@pytest.mark.parametrize("output, hint", [
-    (["Unable to detect release version (use '--releasever' to specify release version)",
-      "Error: Failed to download metadata for repo 'base'"], "the repo needs $releasever: pass --releasever"),
-    (["Unable to detect release version (use '--releasever' to specify release version)",
-      "Module or Group 'x' is not available.", "Error: Nothing to do."], "a group is unknown"),
+UNDETECTED = "Unable to detect release version (use '--releasever' to specify release version)"
+
+
+@pytest.mark.parametrize("output, uses_releasever, hint", [
+    ([UNDETECTED, "Error: Failed to download metadata for repo 'base'"], True, "the repo URL needs $releasever"),
+    ([UNDETECTED, "Error: Failed to download metadata for repo 'base'"], False, "a repository cannot be reached"),
+    ([UNDETECTED, "Module or Group 'x' is not available.", "Error: Nothing to do."], False, "a group is unknown"),
     (["Error: Transaction test error:", "  installing package a needs 6MB more space on the / filesystem",
-      "Disk Requirements:", "   At least 6MB more space needed on the / filesystem."], "the rootfs is full"),
+      "Disk Requirements:", "   At least 6MB more space needed on the / filesystem."], False, "the rootfs is full"),
 ])
-def test_failure_hints(output: list, hint: str) -> None:
-    assert pkgmgr.failure_hints(output)[0].startswith(hint)
+def test_failure_hints(output: list, uses_releasever: bool, hint: str) -> None:
+    assert pkgmgr.failure_hints(output, repos_use_releasever=uses_releasever)[0].startswith(hint)
+
+
+def test_default_config(tmp_path: Path) -> None:
+    yum_conf, dnf_conf = tmp_path / "yum.conf", tmp_path / "dnf.conf"
+    assert pkgmgr.default_config(yum_conf, dnf_conf) == yum_conf, "the script's default, even when missing"
+    dnf_conf.write_text("[main]\n")
+    assert pkgmgr.default_config(yum_conf, dnf_conf) == dnf_conf, "only dnf's exists"
+    yum_conf.write_text("[main]\n")
+    assert pkgmgr.default_config(yum_conf, dnf_conf) == yum_conf
