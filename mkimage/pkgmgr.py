@@ -131,7 +131,7 @@ def config_problem(config: Path) -> str | None:
 
 
 def repo_urls(config: Path) -> list[tuple[str, str]]:
-    """(repo id, url) for every baseurl/mirrorlist/metalink in the config and its reposdir."""
+    """(repo id, url) for every baseurl/mirrorlist/metalink of an enabled repo in the config and its reposdir."""
     main = _read_ini(config)
     sources = [main]
     reposdir = main.get("main", "reposdir", fallback=None)
@@ -145,12 +145,19 @@ def repo_urls(config: Path) -> list[tuple[str, str]]:
     urls = []
     for parser in sources:
         for section in parser.sections():
-            if section == "main":
+            if section == "main" or parser.get(section, "enabled", fallback="1").strip() in ("0", "false", "no"):
                 continue
             for key in ("baseurl", "mirrorlist", "metalink"):
                 value = parser.get(section, key, fallback="")
                 urls += [(section, url) for url in value.split() if url]
     return urls
+
+
+def no_repo_problem(config: Path) -> str | None:
+    if repo_urls(config):
+        return None
+    return (f"no enabled repository in {config} or its reposdir: give a config with one using -y "
+            "(scripts/demo builds a local demo repository and its config)")
 
 
 def releasever_problem(config: Path, releasever: str, host_has_release: bool) -> str | None:

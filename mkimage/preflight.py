@@ -140,6 +140,9 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         problems.append("--keep-rootfs needs the rootfs on disk: drop --rootfs-in-memory always")
     if request.rootfs_only and request.rootfs_in_memory == "always":
         problems.append("--rootfs-only keeps the rootfs, so it must be on disk: drop --rootfs-in-memory always")
+    if config_issue is None:
+        repo_issue = pkgmgr.no_repo_problem(request.config)
+        problems += [repo_issue] if repo_issue else []
     if config_issue is None and not problems:
         releasever_issue = pkgmgr.releasever_problem(request.config, request.releasever, host_has_release())
         problems += [releasever_issue] if releasever_issue else []

@@ -90,6 +90,15 @@ def test_every_problem_at_once(tmpdir: Path, tmp_path: Path) -> None:
     assert len(data["problems"]) == 5 and data["image_id"] is None
 
 
+def test_config_without_repositories(tmp_path: Path, tmpdir: Path) -> None:
+    """Debian's own /etc/dnf/dnf.conf is like this: mkimage says so before any work."""
+    config = tmp_path / "dnf.conf"
+    config.write_text(f"[main]\ngpgcheck=1\nreposdir={tmp_path}/none\n")
+    run = mkimage("-y", str(config), "--tmpdir", str(tmpdir), "centos72")
+    assert_one_line_error(run, f"no enabled repository in {config} or its reposdir")
+    assert list(tmpdir.iterdir()) == []
+
+
 def test_tag_given_twice(repo_config: Path, tmpdir: Path) -> None:
     run = mkimage("-y", str(repo_config), "--tmpdir", str(tmpdir), "--rootfs-only", "-t", "1", "base:2")
     assert_one_line_error(run, "tag given twice")

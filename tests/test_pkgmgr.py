@@ -141,3 +141,10 @@ def test_default_config(tmp_path: Path) -> None:
     assert pkgmgr.default_config(yum_conf, dnf_conf) == dnf_conf, "only dnf's exists"
     yum_conf.write_text("[main]\n")
     assert pkgmgr.default_config(yum_conf, dnf_conf) == yum_conf
+
+
+def test_a_config_without_enabled_repos_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "dnf.conf"
+    config.write_text(f"[main]\nreposdir={tmp_path}/none\n[off]\nbaseurl=file:///x\nenabled=0\n")
+    assert "no enabled repository in" in pkgmgr.no_repo_problem(config)
+    assert pkgmgr.no_repo_problem(write_config(tmp_path, "file:///srv/repo")) is None
