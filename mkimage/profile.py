@@ -40,14 +40,21 @@ class ProfileProblems(Exception):
 Checker = Callable[[Any, str, list], Any]
 
 
-def _str(value: Any, where: str, problems: list) -> Any:
+def _text(value: Any, where: str, problems: list) -> Any:
+    """Any string, several lines allowed (file content, descriptions)."""
     if not isinstance(value, str):
         problems.append(f"{where}: expected a string, got {_type_name(value)}")
         return None
-    if "\n" in value and not where.endswith(".content") and not where.endswith("description"):
+    return value
+
+
+def _str(value: Any, where: str, problems: list) -> Any:
+    """A one-line string: it ends up in an argv, a path or a Dockerfile instruction."""
+    text = _text(value, where, problems)
+    if text is not None and "\n" in text:
         problems.append(f"{where}: must be a single line")
         return None
-    return value
+    return text
 
 
 def _bool(value: Any, where: str, problems: list) -> Any:
@@ -99,6 +106,8 @@ def image_path_problem(path: str, *, allow_glob: bool) -> str | None:
         return "'/' is the whole image"
     if not allow_glob and any(ch in path for ch in "*?["):
         return f"{path!r}: wildcards are not allowed here"
+    if path.rstrip("/").endswith("/**"):
+        return f"{path!r}: '**' must be followed by a name pattern (to remove a whole tree, name its directory)"
     return None
 
 
@@ -206,11 +215,11 @@ def _check_table(value: Mapping[str, Any], schema: Mapping[str, Any], where: str
     return result if len(problems) == start else None
 
 
-WRITE_SCHEMA = {"path": _image_path(False), "content": _str, "mode": _mode, "owner": _owner, "group": _owner}
+WRITE_SCHEMA = {"path": _image_path(False), "content": _text, "mode": _mode, "owner": _owner, "group": _owner}
 SET_SCHEMA = {"path": _image_path(False), "mode": _mode, "owner": _owner, "group": _owner}
 
 SCHEMA: dict[str, Any] = {
-    "description": _str,
+    "description": _text,
     "extends": _list_of(_nonempty_str),
     "packages": {
         "groups": _list_of(_nonempty_str),

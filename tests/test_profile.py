@@ -76,12 +76,13 @@ colour = "blue"
 [packages]
 install = "vim"
 [files]
-remove = ["relative/path", "/usr/../etc/shadow", "/"]
+remove = ["relative/path", "/usr/../etc/shadow", "/", "/usr/**"]
 write = [{ path = "/etc/x", content = "x", mode = "rw-r--r--" }, { content = "no path" }]
 [hardening]
 world_writable = "maybe"
 strip_setuid = "yes"
 [image]
+user = "two\\nlines"
 env = { "BAD NAME" = "x" }
 expose = ["99999"]
 cmd = []
@@ -93,10 +94,12 @@ cmd = []
         "files.remove[0]: 'relative/path' must be an absolute path",
         "files.remove[1]: '/usr/../etc/shadow' uses '..'",
         "files.remove[2]: '/' is the whole image",
+        "files.remove[3]: '/usr/**': '**' must be followed by a name pattern",
         "files.write[0].mode: expected an octal string such as \"0644\"",
         "files.write[1].path: required",
         "hardening.world_writable: expected one of ignore, fix, fail, got 'maybe'",
         "hardening.strip_setuid: expected true or false",
+        "image.user: must be a single line",
         "image.env.BAD NAME: 'BAD NAME' is not an environment variable name",
         "image.expose[0]: '99999' is not a port",
         "image.cmd: a command needs at least the program",
