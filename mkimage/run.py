@@ -98,6 +98,17 @@ def stop_process_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS
             continue
 
 
+def spawn(argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: object) -> subprocess.Popen:
+    """Start a command in its own session and process group (so a terminal's Ctrl-C reaches mkimage only, and
+    mkimage can stop the whole tree), stdin from /dev/null unless given, with the tools' environment."""
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    try:
+        return subprocess.Popen(list(argv), env=dict(env) if env is not None else tool_env(),
+                                start_new_session=True, **popen)  # type: ignore[call-overload]
+    except FileNotFoundError:
+        raise missing_tool(argv) from None
+
+
 def _kill_group_quietly(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -115,14 +126,8 @@ def run_streaming(
     """Run a long command, its combined output going line by line to the log (and to on_line)."""
     log.command(argv)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else tool_env(), start_new_session=True,
-            text=True, errors="replace", bufsize=1,
-        )
-    except FileNotFoundError:
-        raise missing_tool(argv) from None
+    proc = spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                 bufsize=1)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -153,14 +158,7 @@ def run_captured(
     """Run a short command and keep its stdout; stderr goes to the result's tail (and the log)."""
     if log is not None:
         log.command(argv)
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else tool_env(), start_new_session=True,
-            text=True, errors="replace",
-        )
-    except FileNotFoundError:
-        raise missing_tool(argv) from None
+    proc = spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -224,18 +222,12 @@ def run_pipe(
     is killed first so that it never sees a clean end of a truncated stream.
     """
     log.command([*producer, "|", *consumer])
-    env = tool_env()
+    prod = spawn(producer, stdout=subprocess.PIPE, stderr=log.fileno())
     try:
-        prod = subprocess.Popen(list(producer), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=log.fileno(), env=env, start_new_session=True)
-    except FileNotFoundError:
-        raise missing_tool(producer) from None
-    try:
-        cons = subprocess.Popen(list(consumer), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, start_new_session=True, text=False)
-    except FileNotFoundError:
+        cons = spawn(consumer, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except BaseException:
         stop_process_group(prod)
-        raise missing_tool(consumer) from None
+        raise
     assert prod.stdout is not None and cons.stdin is not None
     moved = 0
     try:
