@@ -380,9 +380,22 @@ def run_stage(ctx: BuildContext, stage: Stage) -> None:
         ctx.result.stages[stage.name] = time.monotonic() - started
 
 
+BUILD_UMASK = 0o022
+
+
+@contextmanager
+def build_umask() -> Iterator[None]:
+    """Directories mkimage (or a tool it runs) creates get 0755 whatever the caller's umask."""
+    previous = os.umask(BUILD_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def build(ctx: BuildContext) -> None:
     """Run every stage, then clean up whatever happened; errors propagate after cleanup."""
-    with SignalGuard() as guard:
+    with SignalGuard() as guard, build_umask():
         if not mounts.enter_private_namespace():
             ctx.ui.detail("no private mount namespace here: mounts are made in the host's, removed at cleanup")
         try:

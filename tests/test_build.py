@@ -360,3 +360,18 @@ def test_interrupted_during_the_smoke_test(build: Builder, tmp_path: Path) -> No
     assert proc.returncode == 143, stderr
     assert image_id("mkimage-test/smokeint:1.4.2") is None
     assert_nothing_left(build, json.loads(report_path.read_text()))
+
+
+def test_modes_do_not_depend_on_the_callers_umask(build: Builder, host_yum_var: Path, tmp_path: Path) -> None:
+    """Directories mkimage makes itself (the yum vars' parents, the cache mount point) are 0755."""
+    proc = subprocess.run([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
+                           str(build.tmpdir), "--cache-dir", str(tmp_path / "cache"), "mkimage-test/umask"],
+                          capture_output=True, text=True, cwd=ROOT, preexec_fn=lambda: os.umask(0o077))
+    build.created.append("mkimage-test/umask")
+    assert proc.returncode == 0, proc.stderr
+    layer = image_layer("mkimage-test/umask:1.4.2")
+    for directory in ("etc", "etc/dnf", "etc/dnf/vars", "var/cache", "var/cache/dnf"):
+        assert layer[directory].mode & 0o7777 == 0o755, directory
+    as_nobody = subprocess.run(["docker", "run", "--rm", "--user", "65534", "mkimage-test/umask:1.4.2",
+                                "ls", "/etc/dnf/vars", "/var/cache/dnf"], capture_output=True, text=True)
+    assert as_nobody.returncode == 0 and "mkimagetestvar" in as_nobody.stdout, as_nobody.stderr
