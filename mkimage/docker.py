@@ -47,8 +47,11 @@ def tar_argv(root: Path) -> list[str]:
 
 
 def run_argv(image_id: str, container_name: str, command: Sequence[str]) -> list[str]:
-    """No TTY, no network, removed afterwards; named so an interrupted run can still be removed."""
-    return [DOCKER, "run", "--rm", "--name", container_name, "--network", "none", image_id, *command]
+    """No TTY, no network, removed afterwards; named so an interrupted run can still be removed.
+    The command runs as given, whatever ENTRYPOINT the image has."""
+    program, *args = command
+    return [DOCKER, "run", "--rm", "--name", container_name, "--network", "none", "--entrypoint", program,
+            image_id, *args]
 
 
 def tag_argv(image_id: str, reference: str) -> list[str]:

@@ -14,8 +14,8 @@ def test_tar_argv_is_the_scripts() -> None:
 
 def test_smoke_run_has_no_tty_and_a_name() -> None:
     argv = docker.run_argv("sha256:abc", "mkimage-smoke-1", ["echo", "success"])
-    assert argv == ["docker", "run", "--rm", "--name", "mkimage-smoke-1", "--network", "none", "sha256:abc",
-                    "echo", "success"]
+    assert argv == ["docker", "run", "--rm", "--name", "mkimage-smoke-1", "--network", "none",
+                    "--entrypoint", "echo", "sha256:abc", "success"]
     assert "-t" not in argv and "-i" not in argv
 
 

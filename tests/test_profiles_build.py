@@ -111,8 +111,8 @@ setuid_allow = []
 world_writable = "fix"
 
 [image]
-cmd = ["/usr/bin/hello"]
-entrypoint = ["/usr/bin/env"]
+cmd = ["hello from the cmd"]
+entrypoint = ["/usr/bin/printf", "%s\\\\n"]
 env = { GREETING = "hi there $USER", TZ = "UTC" }
 labels = { "org.example.owner" = "security team" }
 user = "nobody"
@@ -147,14 +147,14 @@ def test_user_profile_with_every_key(build: Builder, tmp_path: Path) -> None:
                                                  ["/bin/sh", "-c", "test -c /dev/null && test -r /proc/self/status "
                                                   "&& echo yes > /etc/mounts-seen"]]
     config = image_config(reference)
-    assert config["Cmd"] == ["/usr/bin/hello"] and config["Entrypoint"] == ["/usr/bin/env"]
+    assert config["Cmd"] == ["hello from the cmd"] and config["Entrypoint"] == ["/usr/bin/printf", "%s\\n"]
     assert "GREETING=hi there $USER" in config["Env"] and "TZ=UTC" in config["Env"]
     assert config["Labels"]["org.example.owner"] == "security team"
     assert config["User"] == "nobody" and config["WorkingDir"] == "/opt/acme"
     assert set(config["ExposedPorts"]) == {"8080/tcp", "53/udp"}
     assert report["smoke_commands"] == [["echo", "success"], ["/usr/bin/id", "-u"],
                                         ["/bin/sh", "-c", "test -s /etc/motd"]]
-    assert run_in_image(reference).stdout == "hello from demo\n", "ENTRYPOINT env + CMD hello, as nobody"
+    assert run_in_image(reference).stdout == "hello from the cmd\n", "ENTRYPOINT printf + CMD, as nobody"
     assert host_mounts_mentioning("mkimage") == []
 
 
