@@ -20,7 +20,7 @@ from .fsutil import (
     ConfinementError, MountPointError, glob_in_root, host_path, remove_tree, resolve_in_root, walk_tree,
     write_file_in_root,
 )
-from .profile import FileSet, Hardening, Profile
+from .profile import FileSet, FileWrite, Hardening
 from .result import ProfileOutcome
 from .run import relevant_lines, run_captured, run_streaming, tool_env
 from .ui import human_bytes
@@ -45,10 +45,11 @@ def apply_profile(ctx: BuildContext) -> None:
     root = ctx.rootfs
     try:
         run_commands(ctx, outcome)
-        write_files(root, profile, outcome)
-        remove_paths(root, profile.remove, profile.keep, outcome, outcome.removed_paths)
+        write_files(root, profile.write, outcome)
+        kept = keep_set(root, profile.keep)
+        remove_paths(root, profile.remove, kept, outcome, outcome.removed_paths)
         set_files(root, profile.set, outcome)
-        harden(root, profile.hardening, profile.keep, outcome)
+        harden(root, profile.hardening, kept, outcome)
         if profile.rebuild_rpmdb:
             rebuild_rpmdb(ctx, outcome)
     except (ConfinementError, MountPointError, OSError) as err:
@@ -97,8 +98,8 @@ def _chown(root: Path, target: Path, owner: str | int | None, group: str | int |
 
 
 # --------------------------------------------------------------------------------------------- steps
-def write_files(root: Path, profile: Profile, outcome: ProfileOutcome) -> None:
-    for item in profile.write:
+def write_files(root: Path, items: tuple[FileWrite, ...], outcome: ProfileOutcome) -> None:
+    for item in items:
         real = write_file_in_root(root, item.path, item.content.encode(), item.mode)
         _chown(root, host_path(root, real), item.owner, item.group)
         outcome.files_written.append(item.path)
@@ -116,14 +117,14 @@ def set_files(root: Path, items: tuple[FileSet, ...], outcome: ProfileOutcome) -
         outcome.files_set.append(item.path)
 
 
-def _keep_set(root: Path, keep: tuple[str, ...]) -> frozenset[Path]:
+def keep_set(root: Path, keep: tuple[str, ...]) -> frozenset[Path]:
+    """The host paths the profile's keep patterns match: no removal touches them."""
     return frozenset(host_path(root, path) for pattern in keep for path in glob_in_root(root, pattern))
 
 
-def remove_paths(root: Path, patterns: tuple[str, ...], keep: tuple[str, ...], outcome: ProfileOutcome,
+def remove_paths(root: Path, patterns: tuple[str, ...], kept: frozenset[Path], outcome: ProfileOutcome,
                  removed: list[str]) -> None:
-    """Remove what the patterns match, except what keep matches; counts go to the outcome."""
-    kept = _keep_set(root, keep)
+    """Remove what the patterns match, except what is kept; counts go to the outcome, paths to removed."""
     for pattern in patterns:
         for image_path in glob_in_root(root, pattern):
             stats = remove_tree(host_path(root, image_path), keep=kept)
@@ -182,11 +183,11 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
 
 
 # --------------------------------------------------------------------------------------------- harden
-def harden(root: Path, hardening: Hardening, keep: tuple[str, ...], outcome: ProfileOutcome) -> None:
+def harden(root: Path, hardening: Hardening, kept: frozenset[Path], outcome: ProfileOutcome) -> None:
     if hardening.remove_shared_secrets:
-        remove_paths(root, SHARED_SECRETS, keep, outcome, outcome.secrets_removed)
+        remove_paths(root, SHARED_SECRETS, kept, outcome, outcome.secrets_removed)
     if hardening.remove_pkg_logs:
-        remove_paths(root, PKG_LOGS, keep, outcome, outcome.pkg_logs_removed)
+        remove_paths(root, PKG_LOGS, kept, outcome, outcome.pkg_logs_removed)
     if hardening.empty_machine_id:
         outcome.machine_id_emptied = empty_machine_id(root)
     if hardening.lock_root:
