@@ -113,26 +113,9 @@ def host_has_release() -> bool:
     return run_captured(["rpm", "-q", "--whatprovides", "system-release(releasever)"], timeout=60).ok
 
 
-def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
-    """The BuildSpec, or Problems listing everything that is wrong."""
-    problems: list[str] = []
-    if os.geteuid() != 0:
-        problems.append("mkimage must run as root (it makes device nodes and installs into a chroot): "
-                        "run it with sudo")
-    name_issues, name, explicit_tag = reference_problems(request.reference, request.tag)
-    problems += name_issues
-    problems += list(profile_problems)
-    manager, manager_problem = pkgmgr.detect(request.pkg_manager)
-    problems += [manager_problem] if manager_problem else []
-    config_issue = pkgmgr.config_problem(request.config)
-    problems += [config_issue] if config_issue else []
-    problems += tool_problems(request, profile)
-    problems += [p for p in (
-        dir_problem(request.tmpdir, "--tmpdir"),
-        request.cache_dir and creatable_dir_problem(request.cache_dir, "--cache-dir"),
-        output_file_problem(request.log_file, "--log-file"),
-        output_file_problem(request.report, "--report"),
-    ) if p]
+def option_problems(request: Request) -> list[str]:
+    """Options that don't fit together, and MKIMAGE_TMPFS_SIZE."""
+    problems = []
     tmpfs_override = os.environ.get(TMPFS_SIZE_ENV)
     if tmpfs_override and parse_size(tmpfs_override) is None:
         problems.append(f"{TMPFS_SIZE_ENV}={tmpfs_override!r} is not a size such as 8G or 512m")
@@ -140,15 +123,35 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         problems.append("--keep-rootfs needs the rootfs on disk: drop --rootfs-in-memory always")
     if request.rootfs_only and request.rootfs_in_memory == "always":
         problems.append("--rootfs-only keeps the rootfs, so it must be on disk: drop --rootfs-in-memory always")
-    if config_issue is None:
-        repo_issue = pkgmgr.no_repo_problem(request.config)
-        problems += [repo_issue] if repo_issue else []
-    if config_issue is None and not problems:
-        releasever_issue = pkgmgr.releasever_problem(request.config, request.releasever, host_has_release())
-        problems += [releasever_issue] if releasever_issue else []
-    if not problems and not request.rootfs_only and shutil.which("docker"):
-        daemon_issue = docker.daemon_problem()
-        problems += [daemon_issue] if daemon_issue else []
+    return problems
+
+
+def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
+    """The BuildSpec, or Problems listing everything that is wrong."""
+    name_problems, name, explicit_tag = reference_problems(request.reference, request.tag)
+    manager, manager_problem = pkgmgr.detect(request.pkg_manager)
+    config_problem = pkgmgr.config_problem(request.config)
+    candidates: list[str | None] = [
+        None if os.geteuid() == 0 else ("mkimage must run as root (it makes device nodes and installs into a "
+                                        "chroot): run it with sudo"),
+        *name_problems,
+        *profile_problems,
+        manager_problem,
+        config_problem,
+        None if config_problem else pkgmgr.no_repo_problem(request.config),
+        *tool_problems(request, profile),
+        dir_problem(request.tmpdir, "--tmpdir"),
+        creatable_dir_problem(request.cache_dir, "--cache-dir") if request.cache_dir else None,
+        output_file_problem(request.log_file, "--log-file"),
+        output_file_problem(request.report, "--report"),
+        *option_problems(request),
+    ]
+    problems = [problem for problem in candidates if problem]
+    if not problems:  # these ask other programs: only worth it once everything else is right
+        problems = [problem for problem in (
+            pkgmgr.releasever_problem(request.config, request.releasever, host_has_release()),
+            None if request.rootfs_only else docker.daemon_problem(),
+        ) if problem]
     if problems:
         raise Problems(problems)
     assert manager is not None
