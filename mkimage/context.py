@@ -8,7 +8,7 @@ from pathlib import Path
 from .pkgmgr import InstallRequest, PackageManager
 from .profile import Profile
 from .result import BuildResult
-from .run import BuildLog
+from .run import BuildLog, tool_env
 from .ui import Reporter
 
 SMOKE_DEFAULT = ("echo", "success")
@@ -54,6 +54,17 @@ class BuildContext:
     def rootfs(self) -> Path:
         assert self.workdir is not None, "the rootfs stage has not run"
         return self.workdir / "rootfs"
+
+    @property
+    def tool_tmpdir(self) -> Path:
+        """TMPDIR for the package manager and rpm: inside the work dir, so that what a killed dnf leaves
+        (its scriptlet output file, say) goes with the rootfs instead of staying in the caller's $TMPDIR."""
+        assert self.workdir is not None, "the rootfs stage has not run"
+        return self.workdir / "tmp"
+
+    @property
+    def tool_env(self) -> dict[str, str]:
+        return tool_env({"TMPDIR": str(self.tool_tmpdir)})
 
     @property
     def build_id(self) -> str:

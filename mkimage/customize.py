@@ -167,7 +167,7 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     commands = ctx.profile.commands
     if not commands:
         return
-    env = tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb"})
+    env = tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb", "TMPDIR": "/tmp"})
     try:
         with chroot_mounts(ctx.rootfs):
             for argv in commands:
@@ -264,7 +264,7 @@ def lock_root(root: Path) -> bool:
 # ------------------------------------------------------------------------------------------- rpm db
 def rpmdb_dir(ctx: BuildContext) -> Path | None:
     """Where this host's rpm keeps the database inside the rootfs (ask rpm: Debian's is ~/.rpmdb)."""
-    result = run_captured(["rpm", "--root", str(ctx.rootfs), "--eval", "%{_dbpath}"], log=ctx.log)
+    result = run_captured(["rpm", "--root", str(ctx.rootfs), "--eval", "%{_dbpath}"], log=ctx.log, env=ctx.tool_env)
     db_path = result.stdout.strip()
     if not result.ok or not db_path.startswith("/"):
         return None
@@ -281,7 +281,7 @@ def rebuild_rpmdb(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     db_dir = rpmdb_dir(ctx)
     outcome.rpmdb_bytes_before = _dir_bytes(db_dir)
     result = run_streaming(["rpm", "--root", str(ctx.rootfs), "--rebuilddb"], log=ctx.log,
-                           on_line=ctx.ui.tool_output)
+                           on_line=ctx.ui.tool_output, env=ctx.tool_env)
     if not result.ok:
         raise ProfileError("rpm --rebuilddb failed", details=relevant_lines(result.tail, ["error"]),
                            log_path=ctx.log.path)

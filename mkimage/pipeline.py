@@ -76,6 +76,7 @@ def create_rootfs(ctx: BuildContext) -> None:
     ctx.result.rootfs = str(ctx.rootfs)
     ctx.rootfs.mkdir(mode=0o755)
     os.chmod(ctx.rootfs, 0o755)
+    ctx.tool_tmpdir.mkdir(mode=0o700)
     if wants_memory(ctx):
         mount_rootfs_tmpfs(ctx)
     ctx.ui.detail(f"rootfs: {ctx.rootfs}" + (" (tmpfs)" if ctx.result.rootfs_in_memory else ""))
@@ -144,7 +145,7 @@ def install_packages(ctx: BuildContext) -> None:
             failures.setdefault(*failure)
 
     with package_cache(ctx):
-        result = run_streaming(argv, log=ctx.log, on_line=on_line)
+        result = run_streaming(argv, log=ctx.log, on_line=on_line, env=ctx.tool_env)
     if not result.ok:
         lines = relevant_lines(result.tail, FAILURE_PATTERNS)
         hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
@@ -171,7 +172,7 @@ def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:
 def installed_packages(ctx: BuildContext) -> list[str]:
     """Ask rpm, wherever this host's rpm keeps its database (Debian: ~/.rpmdb)."""
     argv = ["rpm", "--root", str(ctx.rootfs), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
-    result = run_captured(argv, log=ctx.log)
+    result = run_captured(argv, log=ctx.log, env=ctx.tool_env)
     if not result.ok:
         raise InstallError("cannot list the installed packages with rpm", details=result.tail[-5:],
                            log_path=ctx.log.path)
@@ -180,7 +181,8 @@ def installed_packages(ctx: BuildContext) -> list[str]:
 
 def clean_packages(ctx: BuildContext) -> None:
     pm = ctx.spec.package_manager
-    result = run_streaming(pm.clean_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output)
+    result = run_streaming(pm.clean_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output,
+                           env=ctx.tool_env)
     if not result.ok:
         ctx.ui.warn(f"{pm.name} clean all failed (exit {result.returncode}); the profile still removes caches")
 

@@ -317,13 +317,16 @@ def processes_rooted_under(directory: Path) -> list[int]:
     (signal.SIGINT, "auto", 130),
 ])
 def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path, signum, memory, code) -> None:
-    """dnf defers signals during a transaction and scriptlets ignore SIGINT: the whole group must go."""
+    """dnf defers signals during a transaction and scriptlets ignore SIGINT: the whole group must go.
+    What the killed dnf leaves (its scriptlet output file) must not stay in the caller's $TMPDIR either."""
     report_path = tmp_path / "r.json"
+    callers_tmp = tmp_path / "callers-tmp"
+    callers_tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
                              str(build.tmpdir), "--rootfs-in-memory", memory, "-p", "demo-slow", "--report",
                              str(report_path), "mkimage-test/interrupted"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, env={**os.environ, "TMPDIR": str(callers_tmp)})
     seen_from_mkimage = Path(f"/proc/{proc.pid}/root") / str(build.tmpdir).lstrip("/")
     deadline = time.monotonic() + 120
     while not list(seen_from_mkimage.glob("mkimage-*/rootfs/var/lib/demo-slow/started")):
@@ -340,6 +343,7 @@ def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path,
     assert report["status"] == "interrupted" and report["exit_code"] == code
     assert processes_rooted_under(build.tmpdir) == [], "no scriptlet or dnf left running"
     assert_nothing_left(build, report)
+    assert list(callers_tmp.iterdir()) == []
 
 
 def test_interrupted_during_the_smoke_test(build: Builder, tmp_path: Path) -> None:
