@@ -174,7 +174,7 @@ def remove_tree(path: Path, *, keep: frozenset[Path] = frozenset(), measure: boo
         emptied = _remove_contents(fd, path, st.st_dev, keep, stats, measure)
     finally:
         os.close(fd)
-    if emptied and path not in keep:
+    if emptied:
         os.rmdir(path)
         stats.entries += 1
     return stats
