@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, BadInput, Interrupted, MkimageError, Problems
+from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems
 
 if TYPE_CHECKING:  # the heavier modules are imported when a build runs, so --help stays fast
     from .context import BuildSpec
@@ -174,7 +174,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
     try:
         build(ctx)
-        result.status, result.exit_code = "success", 0
+        result.status, result.exit_code = "success", EXIT_OK
     except MkimageError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
