@@ -94,6 +94,9 @@ def _log_path(tmpdir: Path, name: str) -> Path:
               help="Smoke-test command instead of 'echo success' (must exit 0).")
 @click.option("--allow-scriptlet-failures", is_flag=True,
               help="Accept packages whose %post etc. failed (dnf exits 0 for them); default: fail.")
+@click.option("--allow-rpmdb-mismatch", is_flag=True,
+              help="Accept an image whose own rpm cannot read the package database this host's rpm wrote "
+                   "(a backend mkimage could not convert); default: fail.")
 @click.option("--log-file", type=PATH_TYPE, default=None,
               help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
 @click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
@@ -105,7 +108,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, allow_scriptlet_failures: bool, log_file: Path | None, report: Path | None,
+        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
     """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
 
@@ -135,7 +138,8 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
         cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
-        allow_scriptlet_failures=allow_scriptlet_failures, log_file=log_file, report=report,
+        allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
+        log_file=log_file, report=report,
     )
     try:
         spec = preflight.check(request, profile or Profile(), profile_problems)
@@ -178,6 +182,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     except MkimageError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
+        if err.log_path is None:  # the log is kept whenever a build does not succeed: say where
+            err.log_path = log_path
         raise
     except BaseException as err:
         result.status, result.exit_code, result.error = "failed", EXIT_INTERNAL, repr(err)

@@ -33,6 +33,7 @@ class BuildSpec:
     smoke_test: bool = True
     smoke_cmd: tuple[str, ...] = SMOKE_DEFAULT
     allow_scriptlet_failures: bool = False
+    allow_rpmdb_mismatch: bool = False
 
     @property
     def uses_docker(self) -> bool:
@@ -63,8 +64,19 @@ class BuildContext:
         return self.workdir / "tmp"
 
     @property
+    def tool_home(self) -> Path:
+        """HOME for the package manager and rpm: its .rpmmacros pins the database to /var/lib/rpm in the
+        rootfs, whatever this host's rpm would choose (Debian's: ~/.rpmdb)."""
+        return self.workdir_path("home")
+
+    def workdir_path(self, name: str) -> Path:
+        """A path in the build's work dir, beside the rootfs (removed with it)."""
+        assert self.workdir is not None, "the rootfs stage has not run"
+        return self.workdir / name
+
+    @property
     def tool_env(self) -> dict[str, str]:
-        return tool_env({"TMPDIR": str(self.tool_tmpdir)})
+        return tool_env({"TMPDIR": str(self.tool_tmpdir), "HOME": str(self.tool_home)})
 
     @property
     def build_id(self) -> str:

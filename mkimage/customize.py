@@ -163,11 +163,16 @@ def _real_dir(root: Path, name: str, mode: int) -> Path:
     return path
 
 
+def chroot_env() -> dict[str, str]:
+    """The environment of a program run inside the image."""
+    return tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb", "TMPDIR": "/tmp"})
+
+
 def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     commands = ctx.profile.commands
     if not commands:
         return
-    env = tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb", "TMPDIR": "/tmp"})
+    env = chroot_env()
     try:
         with chroot_mounts(ctx.rootfs):
             for argv in commands:

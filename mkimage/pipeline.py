@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import docker, mounts
+from . import docker, mounts, rpmdb
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -77,6 +77,7 @@ def create_rootfs(ctx: BuildContext) -> None:
     ctx.rootfs.mkdir(mode=0o755)
     os.chmod(ctx.rootfs, 0o755)
     ctx.tool_tmpdir.mkdir(mode=0o700)
+    rpmdb.write_host_macros(ctx.tool_home)
     if wants_memory(ctx):
         mount_rootfs_tmpfs(ctx)
     ctx.ui.detail(f"rootfs: {ctx.rootfs}" + (" (tmpfs)" if ctx.result.rootfs_in_memory else ""))
@@ -170,13 +171,8 @@ def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:
 
 
 def installed_packages(ctx: BuildContext) -> list[str]:
-    """Ask rpm, wherever this host's rpm keeps its database (Debian: ~/.rpmdb)."""
-    argv = ["rpm", "--root", str(ctx.rootfs), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
-    result = run_captured(argv, log=ctx.log, env=ctx.tool_env)
-    if not result.ok:
-        raise InstallError("cannot list the installed packages with rpm", details=result.tail[-5:],
-                           log_path=ctx.log.path)
-    return sorted(result.stdout.split())
+    """What the install left (the rpmdb stage lists them again from the database's final place)."""
+    return rpmdb.host_rpm_packages(ctx, rpmdb.INSTALL_DBPATH)
 
 
 def clean_packages(ctx: BuildContext) -> None:
@@ -287,6 +283,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("install", "Installing packages", install_packages),
     Stage("clean", "Cleaning package caches", clean_packages),
     Stage("profile", "Applying the profile", apply_profile),
+    Stage("rpmdb", "Placing the rpm database for the image's own rpm", rpmdb.finalize),
     Stage("version", "Finding the version", find_version, lambda ctx: not ctx.spec.rootfs_only),
     Stage("export", "Streaming the rootfs into docker import", export_image, lambda ctx: ctx.spec.uses_docker),
     Stage("smoke", "Smoke-testing the image", smoke_test,

@@ -37,6 +37,7 @@ class Request:
     smoke_test: bool
     smoke_cmd: tuple[str, ...] | None
     allow_scriptlet_failures: bool
+    allow_rpmdb_mismatch: bool
     log_file: Path | None
     report: Path | None
 
@@ -161,4 +162,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         rootfs_in_memory=request.rootfs_in_memory, cache_dir=request.cache_dir,
         keep_rootfs=request.keep_rootfs, rootfs_only=request.rootfs_only, smoke_test=request.smoke_test,
         smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,
+        allow_rpmdb_mismatch=request.allow_rpmdb_mismatch,
     )

@@ -36,6 +36,23 @@ class ProfileOutcome:
 
 
 @dataclass
+class RpmdbOutcome:
+    """Where the image's rpm database ended up, and whether the image's own rpm can read it."""
+
+    path: str | None = None
+    backend: str | None = None
+    host_backend: str | None = None
+    """What this host's rpm wrote."""
+    image_backend: str | None = None
+    """What the image's own rpm is configured for (None: the image has no rpm configuration)."""
+    image_has_rpm: bool = False
+    converted: bool = False
+    readable_by_image_rpm: bool | None = None
+    """None when the image has no rpm to ask."""
+    side_files_removed: list[str] = field(default_factory=list)
+
+
+@dataclass
 class BuildResult:
     name: str = ""
     build_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -57,6 +74,7 @@ class BuildResult:
     scriptlet_failures: list[str] = field(default_factory=list)
     smoke_commands: list[list[str]] = field(default_factory=list)
     profile: ProfileOutcome = field(default_factory=ProfileOutcome)
+    rpmdb: RpmdbOutcome = field(default_factory=RpmdbOutcome)
     rootfs: str | None = None
     rootfs_in_memory: bool = False
     rootfs_kept: bool = False
@@ -99,6 +117,8 @@ class BuildResult:
         if outcome.rpmdb_bytes_before is not None and outcome.rpmdb_bytes_after is not None:
             items.append(("rpmdb", f"{human_bytes(outcome.rpmdb_bytes_before)} -> "
                                    f"{human_bytes(outcome.rpmdb_bytes_after)}"))
+        if self.rpmdb.path:
+            items.append(("rpm database", self.rpmdb_summary()))
         if self.bytes_streamed:
             items.append(("streamed", human_bytes(self.bytes_streamed)))
         for failure in self.scriptlet_failures:
@@ -111,6 +131,13 @@ class BuildResult:
         if self.rootfs_kept and self.rootfs:
             items.append(("rootfs kept", self.rootfs))
         return items
+
+    def rpmdb_summary(self) -> str:
+        db = self.rpmdb
+        readable = {None: "no rpm in the image", True: "readable by the image's rpm",
+                    False: "NOT readable by the image's rpm"}[db.readable_by_image_rpm]
+        converted = f", converted from {db.host_backend}" if db.converted else ""
+        return f"{db.path} ({db.backend}{converted}), {readable}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

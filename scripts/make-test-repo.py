@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -121,6 +122,8 @@ class Package:
     requires: list[str] = field(default_factory=lambda: ["filesystem"])
     requires_post: list[str] = field(default_factory=list)
     provides: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    """Alternatives: packages that may ship the same paths, never installed together."""
     post: str | None = None
     entries: list[Entry] = field(default_factory=list)
 
@@ -674,6 +677,7 @@ def add_parent_dirs(packages: list[Package]) -> None:
 
 def check_paths(packages: list[Package]) -> None:
     seen: dict[str, tuple[str, Entry]] = {}
+    alternatives = {(p.name, other) for p in packages for other in p.conflicts}
     for pkg in packages:
         for entry in pkg.entries:
             first = entry.path.lstrip("/").split("/")[0]
@@ -681,6 +685,8 @@ def check_paths(packages: list[Package]) -> None:
                 raise BuildError(f"{pkg.name}: {entry.path} goes through a filesystem symlink")
             if entry.path in seen:
                 other, other_entry = seen[entry.path]
+                if (pkg.name, other) in alternatives:
+                    continue
                 if not (entry.kind == DIR and other_entry.kind == DIR and entry.mode == other_entry.mode):
                     raise BuildError(f"{entry.path} is in both {other} and {pkg.name}")
             seen[entry.path] = (pkg.name, entry)
@@ -730,6 +736,7 @@ def package_section(pkg: Package, job: BuildJob) -> str:
     lines += [f"Requires: {r}" for r in pkg.requires]
     lines += [f"Requires(post): {r}" for r in pkg.requires_post]
     lines += [f"Provides: {p}" for p in pkg.provides]
+    lines += [f"Conflicts: {c}" for c in pkg.conflicts]
     lines += ["", f"%description -n {pkg.name}", f"{pkg.summary}.", ""]
     if pkg.post is not None:
         lines += [f"%post -n {pkg.name}", pkg.post, ""]
@@ -794,6 +801,55 @@ def rpmbuild_job(job: BuildJob, scratch: Path, rpmdir: Path) -> list[Path]:
 # --------------------------------------------------------------------------- repo
 
 
+RPM_VARIANTS = {
+    # name: (summary, %_dbpath, %_db_backend or None to keep this host's)
+    "demo-rpm": ("This host's rpm, configured the EL8 way (/var/lib/rpm)", "%{_var}/lib/rpm", None),
+    "demo-rpm-sysimage": ("This host's rpm, configured the Fedora/EL10 way (/usr/lib/sysimage/rpm)",
+                          "%{_usr}/lib/sysimage/rpm", None),
+    "demo-rpm-bdb": ("This host's rpm, asking for Berkeley DB as EL8's rpm does", "%{_var}/lib/rpm", "bdb"),
+}
+
+
+def rpm_macros(dbpath: str, backend: str | None) -> bytes:
+    """This host's /usr/lib/rpm/macros with the image's own %_dbpath (and %_db_backend)."""
+    text = Path("/usr/lib/rpm/macros").read_text()
+    text, count = re.subn(r"^%_dbpath\s.*$", f"%_dbpath\t\t{dbpath}", text, count=1, flags=re.M)
+    if count != 1:
+        raise BuildError("/usr/lib/rpm/macros has no %_dbpath line")
+    if backend is not None:
+        text, count = re.subn(r"^%_db_backend\s.*$", f"%_db_backend\t{backend}", text, count=1, flags=re.M)
+        if count != 1:
+            raise BuildError("/usr/lib/rpm/macros has no %_db_backend line")
+    return text.encode()
+
+
+def rpm_packages(glibc: Package) -> list[Package]:
+    """rpm and rpmdb from this host with the libraries glibc lacks, rpmrc and macros, in three configurations
+    (alternatives of each other)."""
+    binaries = [Path(find_tool(name, ("/usr/bin", "/bin"))) for name in ("rpm", "rpmdb")]
+    libraries: dict[str, Entry] = {}
+    for binary in binaries:
+        for _, host_path in shared_libraries(binary):
+            add_library(libraries, host_path)
+    in_glibc = {entry.path for entry in glibc.entries}
+    packages = []
+    for name, (summary, dbpath, backend) in RPM_VARIANTS.items():
+        pkg = Package(name, summary, noarch=False, requires=["filesystem", "glibc"])
+        pkg.provides = ["rpm"]
+        for binary in binaries:
+            pkg.file(f"/usr/bin/{binary.name}", binary, 0o755)
+        pkg.entries.extend(libraries[path] for path in sorted(libraries) if path not in in_glibc)
+        pkg.conflicts = [other for other in RPM_VARIANTS if other != name]
+        pkg.file("/usr/lib/rpm/rpmrc", Path("/usr/lib/rpm/rpmrc"))
+        pkg.file("/usr/lib/rpm/macros", rpm_macros(dbpath, backend))
+        pkg.dir("/usr/lib/rpm/macros.d")
+        if "sysimage" in dbpath:
+            pkg.dir("/usr/lib/sysimage")
+            pkg.dir("/usr/lib/sysimage/rpm")
+        packages.append(pkg)
+    return packages
+
+
 def host_bash() -> Path:
     return Path(os.path.realpath(find_tool("bash", ("/usr/bin", "/bin"))))
 
@@ -802,10 +858,11 @@ def base_packages(scratch: Path) -> list[Package]:
     bash = host_bash()
     busybox = find_busybox()
     log(f"host bash: {bash}; busybox: {busybox}")
+    glibc = glibc_package(bash, busybox, scratch)
     return [
         filesystem_package(),
         setup_package(),
-        glibc_package(bash, busybox, scratch),
+        glibc,
         bash_package(bash),
         busybox_package(busybox),
         release_package(),
@@ -820,6 +877,7 @@ def base_packages(scratch: Path) -> list[Package]:
         slow_package(),
         secrets_package(),
         worldwritable_package(),
+        *rpm_packages(glibc),
     ]
 
 
@@ -880,7 +938,9 @@ def yum_conf(out: Path) -> str:
 
 def make_jobs(base: list[Package], fillers: list[Package]) -> list[BuildJob]:
     """One job for the base packages; fillers split into two jobs per CPU so staging overlaps rpmbuild."""
-    jobs = [BuildJob("base", base, noarch=False, payload=FAST_PAYLOAD)]
+    alternatives = [p for p in base if p.conflicts]  # same paths, other content: a staging tree each
+    jobs = [BuildJob("base", [p for p in base if not p.conflicts], noarch=False, payload=FAST_PAYLOAD)]
+    jobs += [BuildJob(p.name, [p], noarch=False, payload=FAST_PAYLOAD) for p in alternatives]
     chunks = min(len(fillers), 2 * (os.cpu_count() or 1), 16)
     for index in range(chunks):
         part = fillers[index::chunks]

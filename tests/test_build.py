@@ -341,6 +341,7 @@ def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path,
     assert f"Error: interrupted by {signal.Signals(signum).name}; the build was cleaned up" in stderr
     report = json.loads(report_path.read_text())
     assert report["status"] == "interrupted" and report["exit_code"] == code
+    assert f"full log: {report['log_file']}" in stderr and Path(report["log_file"]).parent == build.tmpdir
     assert processes_rooted_under(build.tmpdir) == [], "no scriptlet or dnf left running"
     assert_nothing_left(build, report)
     assert list(callers_tmp.iterdir()) == []
