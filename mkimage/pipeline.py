@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import docker, mounts, rpmdb
+from . import docker, gpgcheck, mounts, rpmdb
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -21,7 +21,7 @@ from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestE
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
 from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
-from .run import relevant_lines, run_captured, run_pipe, run_streaming
+from .run import CommandResult, relevant_lines, run_captured, run_pipe, run_streaming
 from .ui import human_bytes
 
 RELEASE_FILES = ("/etc/redhat-release", "/etc/system-release")
@@ -145,16 +145,25 @@ def install_packages(ctx: BuildContext) -> None:
         if failure:
             failures.setdefault(*failure)
 
-    with package_cache(ctx):
+    with package_cache(ctx):  # a GPG failure is explained from the files while the cache is still mounted
         result = run_streaming(argv, log=ctx.log, on_line=on_line, env=ctx.tool_env)
-    if not result.ok:
-        lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-        hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
-        raise InstallError(f"{pm.name} install failed with exit code {result.returncode}"
-                           + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
+        if not result.ok:
+            raise install_failure(ctx, result)
     record_scriptlet_failures(ctx, list(failures.values()))
     ctx.result.packages = installed_packages(ctx)
     ctx.ui.info(f"{len(ctx.result.packages)} packages installed")
+
+
+def install_failure(ctx: BuildContext, result: CommandResult) -> InstallError:
+    """The error for a failed install: a GPG failure named package by package, else dnf's relevant lines."""
+    checksig = gpgcheck.rpmkeys_checker(ctx.rootfs, log=ctx.log, env=ctx.tool_env)
+    gpg = gpgcheck.explain(result.tail, root=ctx.rootfs, config=ctx.spec.config, checksig=checksig)
+    if gpg is not None:
+        return InstallError(gpg.message, details=[f"hint: {hint}" for hint in gpg.hints], log_path=ctx.log.path)
+    lines = relevant_lines(result.tail, FAILURE_PATTERNS)
+    hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
+    return InstallError(f"{ctx.spec.package_manager.name} install failed with exit code {result.returncode}"
+                        + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
 
 
 def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:

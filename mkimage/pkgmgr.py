@@ -130,8 +130,9 @@ def config_problem(config: Path) -> str | None:
     return None
 
 
-def repo_urls(config: Path) -> list[tuple[str, str]]:
-    """(repo id, url) for every baseurl/mirrorlist/metalink of an enabled repo in the config and its reposdir."""
+def repo_urls(config: Path, keys: tuple[str, ...] = ("baseurl", "mirrorlist", "metalink")) -> list[tuple[str, str]]:
+    """(repo id, url) for every baseurl/mirrorlist/metalink (or other URL keys) of an enabled repo in the config
+    and its reposdir."""
     main = _read_ini(config)
     sources = [main]
     reposdir = main.get("main", "reposdir", fallback=None)
@@ -147,7 +148,7 @@ def repo_urls(config: Path) -> list[tuple[str, str]]:
         for section in parser.sections():
             if section == "main" or parser.get(section, "enabled", fallback="1").strip() in ("0", "false", "no"):
                 continue
-            for key in ("baseurl", "mirrorlist", "metalink"):
+            for key in keys:
                 value = parser.get(section, key, fallback="")
                 urls += [(section, url) for url in value.split() if url]
     return urls
