@@ -49,6 +49,8 @@ class BuildContext:
     workdir: Path | None = None
     image_id: str | None = None
     tagged: bool = False
+    completed: bool = False
+    """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
 
     @property

@@ -310,7 +310,7 @@ def cleanup(ctx: BuildContext) -> None:
         if not ctx.tagged:
             remove_untagged_images(ctx, problems)
     if ctx.workdir is not None:
-        if ctx.spec.keep_rootfs or ctx.spec.rootfs_only:
+        if ctx.spec.keep_rootfs or (ctx.spec.rootfs_only and ctx.completed):
             ctx.result.rootfs_kept = True
         else:
             remove_workdir(ctx, problems)
@@ -410,6 +410,7 @@ def build(ctx: BuildContext) -> None:
             for stage in STAGES:
                 if stage.wanted(ctx):
                     run_stage(ctx, stage)
+            ctx.completed = True
         finally:
             guard.shielded = True
             run_stage(ctx, CLEANUP)

@@ -17,7 +17,7 @@ from .errors import MkimageError
 
 # Variables passed through from the caller's environment to the tools we run.
 PASSTHROUGH_ENV = (
-    "PATH", "TMPDIR", "http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+    "PATH", "TMPDIR", "SOURCE_DATE_EPOCH", "http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "DOCKER_HOST", "DOCKER_CONFIG",
     "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
 )

@@ -160,6 +160,12 @@ def test_rootfs_only_builds_the_tree_and_no_image(build: Builder) -> None:
         shutil.rmtree(rootfs.parent)
 
 
+def test_a_failed_rootfs_only_build_keeps_nothing(build: Builder) -> None:
+    run = build("--rootfs-only", "-p", "no-such-package", name="mkimage-test/treeonly-fails")
+    assert run.returncode == 3, run.stderr
+    assert run.stdout == "" and build.leftovers() == []
+
+
 def test_keep_rootfs(build: Builder, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     run = build("--keep-rootfs", "--report", str(report), name="mkimage-test/kept")
