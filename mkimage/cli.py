@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems
+from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems, Unchanged
 
 if TYPE_CHECKING:  # the heavier modules are imported when a build runs, so --help stays fast
     from .context import BuildSpec
@@ -97,6 +97,11 @@ def _log_path(tmpdir: Path, name: str) -> Path:
 @click.option("--allow-rpmdb-mismatch", is_flag=True,
               help="Accept an image whose own rpm cannot read the package database this host's rpm wrote "
                    "(a backend mkimage could not convert); default: fail.")
+@click.option("--reproducible", is_flag=True,
+              help="Byte-identical layers from the same inputs: SOURCE_DATE_EPOCH if set, else the newest "
+                   "package build time of the repositories.")
+@click.option("--skip-unchanged", is_flag=True,
+              help="Do nothing when NAME[:TAG] was already built from the same inputs (mkimage.inputs label).")
 @click.option("--log-file", type=PATH_TYPE, default=None,
               help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
 @click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
@@ -108,7 +113,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, log_file: Path | None, report: Path | None,
+        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
     """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
 
@@ -139,6 +144,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
+        reproducible=reproducible, skip_unchanged=skip_unchanged,
         log_file=log_file, report=report,
     )
     try:
@@ -176,9 +182,13 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
+    printed = None
     try:
         build(ctx)
         result.status, result.exit_code = "success", EXIT_OK
+    except Unchanged as unchanged:
+        result.status, result.exit_code, printed = "unchanged", EXIT_OK, unchanged.reference
+        ui.info(f"{unchanged.reference} was built from the same inputs ({result.inputs}): nothing to do")
     except MkimageError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
@@ -192,7 +202,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         result.finished_at = time.time()
         result.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         log.close()
-        if result.status == "success" and request.log_file is None:
+        if result.exit_code == EXIT_OK and request.log_file is None:
             log_path.unlink(missing_ok=True)
         else:
             result.log_file = str(log_path)
@@ -202,7 +212,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     ui.summary(result)
     if result.rootfs_kept:
         ui.info(f"rootfs kept at {result.rootfs}")
-    click.echo(result.rootfs if spec.rootfs_only else result.reference)
+    click.echo(printed or (result.rootfs if spec.rootfs_only else result.reference))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

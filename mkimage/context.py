@@ -34,6 +34,10 @@ class BuildSpec:
     smoke_cmd: tuple[str, ...] = SMOKE_DEFAULT
     allow_scriptlet_failures: bool = False
     allow_rpmdb_mismatch: bool = False
+    source_date_epoch: int | None = None
+    """SOURCE_DATE_EPOCH as given; with --reproducible and none given, the build derives one."""
+    reproducible: bool = False
+    skip_unchanged: bool = False
 
     @property
     def uses_docker(self) -> bool:
@@ -50,8 +54,14 @@ class BuildContext:
     image_id: str | None = None
     tagged: bool = False
     completed: bool = False
+    epoch: int | None = None
+    """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epoch is None:
+            self.epoch = self.spec.source_date_epoch
 
     @property
     def rootfs(self) -> Path:
@@ -78,7 +88,10 @@ class BuildContext:
 
     @property
     def tool_env(self) -> dict[str, str]:
-        return tool_env({"TMPDIR": str(self.tool_tmpdir), "HOME": str(self.tool_home)})
+        extra = {"TMPDIR": str(self.tool_tmpdir), "HOME": str(self.tool_home)}
+        if self.epoch is not None:  # rpm >= 4.18 takes its install times from it
+            extra["SOURCE_DATE_EPOCH"] = str(self.epoch)
+        return tool_env(extra)
 
     @property
     def build_id(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .profile import ImageSettings
 from .run import BuildLog, CommandResult, run_captured
@@ -17,7 +17,7 @@ def _quoted(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("$", "\\$")
 
 
-def image_changes(settings: ImageSettings, cmd: Sequence[str] | None, build_label: tuple[str, str]) -> list[str]:
+def image_changes(settings: ImageSettings, cmd: Sequence[str] | None, labels: Mapping[str, str]) -> list[str]:
     """The Dockerfile instructions given to `docker import --change`."""
     changes: list[str] = []
     if cmd:
@@ -25,7 +25,8 @@ def image_changes(settings: ImageSettings, cmd: Sequence[str] | None, build_labe
     if settings.entrypoint:
         changes.append(f"ENTRYPOINT {json.dumps(list(settings.entrypoint))}")
     changes += [f"ENV {key}={_quoted(value)}" for key, value in settings.env]
-    changes += [f"LABEL {_quoted(key)}={_quoted(value)}" for key, value in (*settings.labels, build_label)]
+    merged = {**dict(settings.labels), **labels}  # mkimage's own labels win over a profile's
+    changes += [f"LABEL {_quoted(key)}={_quoted(value)}" for key, value in merged.items()]
     if settings.user:
         changes.append(f"USER {settings.user}")
     if settings.workdir:
@@ -42,8 +43,8 @@ def import_argv(changes: Sequence[str]) -> list[str]:
     return [*argv, "-"]
 
 
-def tar_argv(root: Path) -> list[str]:
-    return ["tar", "--numeric-owner", "-c", "-C", str(root), "."]
+def tar_argv(root: Path, options: Sequence[str] = ()) -> list[str]:
+    return ["tar", "--numeric-owner", *options, "-c", "-C", str(root), "."]
 
 
 def run_argv(image_id: str, container_name: str, command: Sequence[str]) -> list[str]:
@@ -67,6 +68,15 @@ def images_with_label(label: tuple[str, str], log: BuildLog | None = None) -> li
     result = run_captured([DOCKER, "image", "ls", "--quiet", "--no-trunc", "--filter", f"label={key}={value}"],
                           log=log, timeout=60)
     return sorted(set(result.stdout.split())) if result.ok else []
+
+
+def references_with_label(name: str, label: tuple[str, str], log: BuildLog | None = None) -> list[str]:
+    """NAME:TAG of the engine's tagged images of NAME that carry the label."""
+    key, value = label
+    result = run_captured([DOCKER, "image", "ls", "--filter", f"reference={name}", "--filter",
+                           f"label={key}={value}", "--format", "{{.Repository}}:{{.Tag}}"], log=log, timeout=60)
+    references = result.stdout.split() if result.ok else []
+    return sorted(reference for reference in references if not reference.endswith(":<none>"))
 
 
 def image_size(image_id: str, log: BuildLog | None = None) -> int | None:

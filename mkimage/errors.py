@@ -78,6 +78,14 @@ class SmokeTestError(MkimageError):
     kind = "smoke-test-failed"
 
 
+class Unchanged(Exception):
+    """--skip-unchanged found an image built from the same inputs: nothing to do (exit 0)."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(reference)
+        self.reference = reference
+
+
 class Interrupted(MkimageError):
     """SIGINT or SIGTERM arrived; exit code is 128 + the signal number (130, 143)."""
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import docker, gpgcheck, mounts, rpmdb
+from . import docker, gpgcheck, mounts, provenance, reproducible, rpmdb
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
-from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
+from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError, Unchanged
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
-from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
+from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repo_urls, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
 from .run import CommandResult, relevant_lines, run_captured, run_pipe, run_streaming
 from .ui import human_bytes
@@ -132,6 +132,35 @@ def package_cache(ctx: BuildContext) -> Iterator[None]:
         mounts.unmount(cache_in_root)
 
 
+def work_out_inputs(ctx: BuildContext) -> None:
+    """The repositories' metadata (fetched into the cache the install reuses), hence the inputs digest and,
+    for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build."""
+    with package_cache(ctx):
+        repositories = provenance.fetch_metadata(ctx)
+        if ctx.spec.reproducible and ctx.epoch is None:
+            ctx.epoch = derive_epoch(ctx)
+    ctx.result.inputs_repositories = repositories
+    ctx.result.inputs = provenance.digest(provenance.inputs_document(ctx, repositories))
+    if ctx.epoch is not None:
+        ctx.result.created, ctx.result.reproducible = ctx.epoch, True
+    ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
+    if ctx.spec.skip_unchanged:
+        built = docker.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, ctx.result.inputs), ctx.log)
+        existing = provenance.matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
+        if existing:
+            raise Unchanged(existing)
+
+
+def derive_epoch(ctx: BuildContext) -> int:
+    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+    epoch = provenance.newest_build_time(ctx.rootfs / ctx.spec.package_manager.cache_subdir, repo_ids)
+    if epoch is None:
+        raise BadInput("--reproducible cannot read the packages' build times from this repository metadata: "
+                       "set SOURCE_DATE_EPOCH instead")
+    ctx.ui.info(f"SOURCE_DATE_EPOCH={epoch} ({provenance.rfc3339(epoch)}), the newest package build time")
+    return epoch
+
+
 def install_packages(ctx: BuildContext) -> None:
     request = ctx.install_request()
     pm = ctx.spec.package_manager
@@ -240,11 +269,13 @@ def _is_executable_in_root(root: Path, program: str) -> bool:
 
 def export_image(ctx: BuildContext) -> None:
     """tar --numeric-owner -c -C ROOT . | docker import -, streamed, imported untagged."""
-    label = (BUILD_ID_LABEL, ctx.build_id)
-    changes = docker.image_changes(ctx.profile.image, image_cmd(ctx), label)
+    ctx.result.labels = provenance.labels(ctx)
+    labels = {**ctx.result.labels, BUILD_ID_LABEL: ctx.build_id}
+    changes = docker.image_changes(ctx.profile.image, image_cmd(ctx), labels)
     for change in changes:
         ctx.ui.detail(f"--change {change}")
-    result = run_pipe(docker.tar_argv(ctx.rootfs), docker.import_argv(changes), log=ctx.log,
+    tar = docker.tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
+    result = run_pipe(tar, docker.import_argv(changes), log=ctx.log,
                       on_progress=lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed"))
     ctx.result.bytes_streamed = result.bytes_moved
     if result.producer_code != 0:
@@ -289,10 +320,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("rootfs", "Creating the rootfs", create_rootfs),
     Stage("devices", "Making /dev nodes", make_devices),
     Stage("yumvars", "Copying the host's yum vars", copy_yum_vars),
+    Stage("inputs", "Reading the repositories' metadata", work_out_inputs),
     Stage("install", "Installing packages", install_packages),
     Stage("clean", "Cleaning package caches", clean_packages),
     Stage("profile", "Applying the profile", apply_profile),
     Stage("rpmdb", "Placing the rpm database for the image's own rpm", rpmdb.finalize),
+    Stage("scrub", "Removing what records the build's time", reproducible.scrub, lambda ctx: ctx.epoch is not None),
     Stage("version", "Finding the version", find_version, lambda ctx: not ctx.spec.rootfs_only),
     Stage("export", "Streaming the rootfs into docker import", export_image, lambda ctx: ctx.spec.uses_docker),
     Stage("smoke", "Smoke-testing the image", smoke_test,

@@ -59,6 +59,10 @@ class PackageManager:
         targets = [f"@{group}" for group in request.groups] + list(request.packages)
         return [*self.common_argv(request), *excludes, "install", *targets]
 
+    def makecache_argv(self, request: InstallRequest) -> list[str]:
+        """Fetch the repositories' metadata into the rootfs's cache (the install reuses it)."""
+        return [*self.common_argv(request), "makecache"]
+
     def clean_argv(self, request: InstallRequest) -> list[str]:
         return [*self.common_argv(request), "clean", "all"]
 

@@ -38,6 +38,8 @@ class Request:
     smoke_cmd: tuple[str, ...] | None
     allow_scriptlet_failures: bool
     allow_rpmdb_mismatch: bool
+    reproducible: bool
+    skip_unchanged: bool
     log_file: Path | None
     report: Path | None
 
@@ -127,10 +129,28 @@ def option_problems(request: Request) -> list[str]:
     return problems
 
 
+def reproducible_problem(request: Request, manager: pkgmgr.PackageManager | None, epoch: int | None) -> str | None:
+    if request.reproducible and epoch is None and isinstance(manager, pkgmgr.Yum):
+        return ("--reproducible with yum 3 needs SOURCE_DATE_EPOCH (its rpm 4.11 ignores it anyway: "
+                "EL7 builds are not reproducible, see the README)")
+    return None
+
+
+def source_date_epoch() -> tuple[int | None, str | None]:
+    """SOURCE_DATE_EPOCH from the environment, or the problem with it."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None, None
+    if not value.isdigit():
+        return None, f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds since 1970 (e.g. $(git log -1 --format=%ct))"
+    return int(value), None
+
+
 def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
     """The BuildSpec, or Problems listing everything that is wrong."""
     name_problems, name, explicit_tag = reference_problems(request.reference, request.tag)
     manager, manager_problem = pkgmgr.detect(request.pkg_manager)
+    epoch, epoch_problem = source_date_epoch()
     config_problem = pkgmgr.config_problem(request.config)
     candidates: list[str | None] = [
         None if os.geteuid() == 0 else ("mkimage must run as root (it makes device nodes and installs into a "
@@ -146,6 +166,8 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         output_file_problem(request.log_file, "--log-file"),
         output_file_problem(request.report, "--report"),
         *option_problems(request),
+        epoch_problem,
+        reproducible_problem(request, manager, epoch),
     ]
     problems = [problem for problem in candidates if problem]
     if not problems:  # these ask other programs: only worth it once everything else is right
@@ -162,5 +184,6 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         rootfs_in_memory=request.rootfs_in_memory, cache_dir=request.cache_dir,
         keep_rootfs=request.keep_rootfs, rootfs_only=request.rootfs_only, smoke_test=request.smoke_test,
         smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,
-        allow_rpmdb_mismatch=request.allow_rpmdb_mismatch,
+        allow_rpmdb_mismatch=request.allow_rpmdb_mismatch, source_date_epoch=epoch,
+        reproducible=request.reproducible or epoch is not None, skip_unchanged=request.skip_unchanged,
     )

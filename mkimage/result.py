@@ -81,6 +81,14 @@ class BuildResult:
     log_file: str | None = None
     peak_rss_bytes: int | None = None
     """mkimage's own peak resident memory, not its children's (dnf, tar, docker)."""
+    created: int = field(default_factory=lambda: int(time.time()))
+    """The image's creation time: the build's start, or SOURCE_DATE_EPOCH in a reproducible build."""
+    inputs: str | None = None
+    """The mkimage.inputs digest: repositories' metadata, request, resolved profile, mkimage's version."""
+    inputs_repositories: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    reproducible: bool = False
+    reproducible_scrubbed: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 

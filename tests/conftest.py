@@ -195,13 +195,18 @@ def _norm(path: str) -> str:
     return "" if name == "." else name
 
 
-def image_layer(reference: str, read: Sequence[str] = ()) -> Layer:
+def image_layer_bytes(reference: str) -> bytes:
+    """The single layer of an image, uncompressed, as `docker save` gives it."""
     saved = subprocess.run(["docker", "save", reference], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(saved)) as archive:
         manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
         layers = manifest[0]["Layers"]
         assert len(layers) == 1, "an imported image has exactly one layer"
-        layer_bytes = archive.extractfile(layers[0]).read()  # type: ignore[union-attr]
+        return archive.extractfile(layers[0]).read()  # type: ignore[union-attr]
+
+
+def image_layer(reference: str, read: Sequence[str] = ()) -> Layer:
+    layer_bytes = image_layer_bytes(reference)
     members: dict[str, tarfile.TarInfo] = {}
     data: dict[str, bytes] = {}
     wanted = {_norm(p) for p in read}

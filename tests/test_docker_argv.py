@@ -23,7 +23,7 @@ def test_image_changes_quote_values() -> None:
     settings = ImageSettings(entrypoint=("/bin/sh", "-c"), env=(("GREETING", 'say "hi" to $USER'),),
                              labels=(("org.example.team", "platform & security"),), user="app:app",
                              workdir="/srv", expose=("8080", "53/udp"))
-    changes = docker.image_changes(settings, ("/bin/bash",), ("mkimage.build-id", "abc"))
+    changes = docker.image_changes(settings, ("/bin/bash",), {"mkimage.build-id": "abc"})
     assert changes == [
         'CMD ["/bin/bash"]',
         'ENTRYPOINT ["/bin/sh", "-c"]',
@@ -39,4 +39,4 @@ def test_image_changes_quote_values() -> None:
 
 
 def test_no_cmd_no_cmd_change() -> None:
-    assert docker.image_changes(ImageSettings(), None, ("k", "v")) == ['LABEL "k"="v"']
+    assert docker.image_changes(ImageSettings(), None, {"k": "v"}) == ['LABEL "k"="v"']

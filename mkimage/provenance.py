@@ -1,0 +1,146 @@
+"""What a build consumed and when: the `mkimage.inputs` digest and the provenance labels every image carries.
+
+The inputs are worked out before anything is installed: the repositories' metadata (`repomd.xml`, as the
+package manager fetched it into the rootfs's cache with `makecache`, which the install then reuses), the request
+and the resolved profile, the package manager, and mkimage's version.  The same inputs install the same packages,
+so a build whose inputs match an existing image's label can be skipped (--skip-unchanged).
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import gzip
+import hashlib
+import json
+import lzma
+import re
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from . import __version__
+from .context import BuildContext
+from .errors import InstallError
+from .pkgmgr import repo_urls
+from .run import relevant_lines, run_streaming
+
+INPUTS_LABEL = "mkimage.inputs"
+CREATED_LABEL = "org.opencontainers.image.created"
+VERSION_LABEL = "org.opencontainers.image.version"
+TITLE_LABEL = "org.opencontainers.image.title"
+DNF_CACHE_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
+
+
+def rfc3339(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def repo_metadata(cache_dir: Path, repo_ids: set[str]) -> dict[str, str]:
+    """sha256 of each enabled repository's repomd.xml in the package manager's cache
+    (dnf: ID-HASH/repodata/repomd.xml; yum 3: ARCH/RELEASEVER/ID/repomd.xml)."""
+    found: dict[str, str] = {}
+    for repomd in sorted(cache_dir.rglob("repomd.xml")):
+        directory = repomd.parent.parent if repomd.parent.name == "repodata" else repomd.parent
+        repo_id = DNF_CACHE_SUFFIX.sub("", directory.name)
+        if repo_id in repo_ids:
+            found[repo_id] = hashlib.sha256(repomd.read_bytes()).hexdigest()
+    return found
+
+
+def profile_data(ctx: BuildContext) -> dict[str, Any]:
+    """The resolved profile (with -g/-p/-x merged), by content: where the files were does not count."""
+    data = dataclasses.asdict(ctx.profile)
+    data.pop("applied")
+    return data
+
+
+def inputs_document(ctx: BuildContext, repositories: dict[str, str]) -> dict[str, Any]:
+    spec = ctx.spec
+    return {
+        "mkimage": __version__,
+        "package_manager": spec.package_manager.name,
+        "releasever": spec.releasever,
+        "repositories": repositories,
+        "profile": profile_data(ctx),
+        "source_date_epoch": spec.source_date_epoch,
+    }
+
+
+def digest(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def fetch_metadata(ctx: BuildContext) -> dict[str, str]:
+    """makecache into the rootfs (the install reuses it), then the metadata digests of the enabled repos."""
+    pm = ctx.spec.package_manager
+    result = run_streaming(pm.makecache_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output,
+                           env=ctx.tool_env)
+    if not result.ok:
+        raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}: a repository cannot "
+                           "be reached", details=relevant_lines(result.tail, ("error", "curl", "cannot")),
+                           log_path=ctx.log.path)
+    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+    found = repo_metadata(ctx.rootfs / pm.cache_subdir, repo_ids)
+    missing = sorted(repo_ids - set(found))
+    if missing:
+        raise InstallError(f"no repository metadata for {', '.join(missing)} after makecache",
+                           log_path=ctx.log.path)
+    return found
+
+
+def labels(ctx: BuildContext) -> dict[str, str]:
+    """The provenance labels of every image (the profile's own labels come first and may not override them)."""
+    result = ctx.result
+    return {
+        CREATED_LABEL: rfc3339(result.created),
+        VERSION_LABEL: result.tag or "",
+        TITLE_LABEL: result.name,
+        INPUTS_LABEL: result.inputs or "",
+    }
+
+
+# --------------------------------------------------------------------------------- --reproducible's epoch
+BUILD_TIME_RE = re.compile(rb'<time [^>]*build="(\d+)"')
+PRIMARY_HREF_RE = re.compile(r'<data type="primary">.*?<location href="([^"]+)"', re.S)
+OPENERS: dict[str, Callable[..., IO[bytes]]] = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
+
+
+def newest_build_time(cache_dir: Path, repo_ids: set[str]) -> int | None:
+    """The newest build time of the packages the repositories offer, from their primary metadata
+    (apko takes the newest of the image's packages; rpm needs the epoch before it writes install times,
+    so mkimage reads it from what the repositories offer for this build).  None when it cannot be read."""
+    newest: int | None = None
+    for repomd in sorted(cache_dir.rglob("repomd.xml")):
+        directory = repomd.parent.parent if repomd.parent.name == "repodata" else repomd.parent
+        if DNF_CACHE_SUFFIX.sub("", directory.name) not in repo_ids:
+            continue
+        match = PRIMARY_HREF_RE.search(repomd.read_text(encoding="utf-8", errors="replace"))
+        primary = directory / match.group(1) if match else None
+        times = _build_times(primary) if primary is not None and primary.is_file() else None
+        if times is None:
+            return None
+        newest = max([newest or 0, *times])
+    return newest
+
+
+def _build_times(primary: Path) -> list[int] | None:
+    opener = OPENERS.get(primary.suffix)
+    if opener is None:  # zstd (Fedora's newer metadata): give SOURCE_DATE_EPOCH instead
+        return None
+    times: list[int] = []
+    with opener(primary, "rb") as stream:
+        for line in stream:
+            times += [int(value) for value in BUILD_TIME_RE.findall(line)]
+    return times
+
+
+# ------------------------------------------------------------------------------------ --skip-unchanged
+def matching_reference(name: str, tag: str | None, references: list[str]) -> str | None:
+    """NAME:TAG among the references of images built from the same inputs (any tag when none was asked)."""
+    for reference in sorted(references):
+        image_name, _, image_tag = reference.rpartition(":")
+        if image_name == name and (tag is None or image_tag == tag):
+            return reference
+    return None
