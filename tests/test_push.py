@@ -16,7 +16,7 @@ import pytest
 from conftest import require
 from mkimage import publish
 from mkimage.errors import EXIT_PUSH, PushError
-from mkimage.publish import Failure, RegistryOptions, Target
+from mkimage.publish import Failure, RegistryOptions
 from mkimage.run import BuildLog, CommandResult
 from registry import (Archive, Ca, Registry, TokenIssuer, TokenServer, docker_trusts, htpasswd_registry,
                       make_ca, make_oci_archive, token_registry, write_authfile)
