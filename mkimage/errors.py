@@ -16,6 +16,7 @@ EXIT_INSTALL = 3
 EXIT_PROFILE = 4
 EXIT_EXPORT = 5
 EXIT_SMOKE = 6
+EXIT_PUSH = 7
 
 
 class MkimageError(click.ClickException):
@@ -84,6 +85,19 @@ class Unchanged(Exception):
     def __init__(self, reference: str) -> None:
         super().__init__(reference)
         self.reference = reference
+
+
+class PushError(MkimageError):
+    """Pushing to the registry failed; every tag there is as it was (or the details say which is not).
+    ``cause`` says why: "auth" (credentials or permission), "tls", "network" or "registry"."""
+
+    exit_code = EXIT_PUSH
+    kind = "push-failed"
+
+    def __init__(self, cause: str, message: str, *, details: Sequence[str] = (),
+                 log_path: Path | None = None) -> None:
+        super().__init__(message, details=details, log_path=log_path)
+        self.cause = cause
 
 
 class Interrupted(MkimageError):
