@@ -102,6 +102,10 @@ def _log_path(tmpdir: Path, name: str) -> Path:
                    "package build time of the repositories.")
 @click.option("--skip-unchanged", is_flag=True,
               help="Do nothing when NAME[:TAG] was already built from the same inputs (mkimage.inputs label).")
+@click.option("--sbom", "sboms", multiple=True, metavar="[FORMAT:]PATH",
+              help="Write an SBOM of the image's packages (repeatable; FORMAT spdx or cyclonedx).")
+@click.option("--sbom-format", type=click.Choice(["spdx", "cyclonedx"]), default="spdx", show_default=True,
+              help="Format of --sbom paths given without one: SPDX 2.3 or CycloneDX 1.6 JSON.")
 @click.option("--log-file", type=PATH_TYPE, default=None,
               help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
 @click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
@@ -113,7 +117,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool, log_file: Path | None, report: Path | None,
+        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool, sboms: tuple[str, ...], sbom_format: str, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
     """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
 
@@ -123,6 +127,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     """
     from . import pkgmgr, preflight
     from .profile import Profile, ProfileProblems, resolve
+    from .sbom import parse_request
 
     if list_profiles:
         _list_profiles()
@@ -145,6 +150,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
         reproducible=reproducible, skip_unchanged=skip_unchanged,
+        sboms=tuple(parse_request(text, sbom_format) for text in sboms),
         log_file=log_file, report=report,
     )
     try:

@@ -9,6 +9,7 @@ from .pkgmgr import InstallRequest, PackageManager
 from .profile import Profile
 from .result import BuildResult
 from .run import BuildLog, tool_env
+from .sbom import SbomRequest
 from .ui import Reporter
 
 SMOKE_DEFAULT = ("echo", "success")
@@ -38,6 +39,7 @@ class BuildSpec:
     """SOURCE_DATE_EPOCH as given; with --reproducible and none given, the build derives one."""
     reproducible: bool = False
     skip_unchanged: bool = False
+    sboms: tuple[SbomRequest, ...] = ()
 
     @property
     def uses_docker(self) -> bool:

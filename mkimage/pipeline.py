@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import docker, gpgcheck, mounts, provenance, reproducible, rpmdb
+from . import docker, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -306,6 +306,16 @@ def smoke_test(ctx: BuildContext) -> None:
         ctx.ui.info(f"smoke test passed: {' '.join(command)}")
 
 
+def write_sboms(ctx: BuildContext) -> None:
+    """The packages of the final image's database, described as SPDX or CycloneDX documents."""
+    prefix = ["rpm", "--root", str(ctx.rootfs), "--dbpath", ctx.result.rpmdb.path or rpmdb.INSTALL_DBPATH]
+    packages = sbom.query_image(prefix, lambda argv: run_captured(argv, log=ctx.log, env=ctx.tool_env, timeout=300))
+    subject = sbom.ImageSubject(ctx.spec.name, ctx.result.tag, ctx.result.image_id, ctx.result.created)
+    ctx.result.sboms = sbom.write_requested(ctx.spec.sboms, packages, subject, sbom.read_os_release(ctx.rootfs))
+    for path in ctx.result.sboms:
+        ctx.ui.info(f"SBOM written: {path}")
+
+
 def tag_image(ctx: BuildContext) -> None:
     assert ctx.image_id is not None
     result = run_captured(docker.tag_argv(ctx.image_id, ctx.result.reference), log=ctx.log, timeout=60)
@@ -331,6 +341,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("smoke", "Smoke-testing the image", smoke_test,
           lambda ctx: ctx.spec.uses_docker and ctx.spec.smoke_test),
     Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_docker),
+    Stage("sbom", "Writing the SBOM", write_sboms, lambda ctx: bool(ctx.spec.sboms)),
 )
 
 

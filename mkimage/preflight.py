@@ -18,6 +18,7 @@ from .pipeline import TMPFS_SIZE_ENV, parse_size
 from .profile import Profile
 from .reference import name_problem, split_reference, tag_problem
 from .run import run_captured
+from .sbom import SbomRequest
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Request:
     allow_rpmdb_mismatch: bool
     reproducible: bool
     skip_unchanged: bool
+    sboms: tuple[SbomRequest, ...]
     log_file: Path | None
     report: Path | None
 
@@ -165,6 +167,7 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         creatable_dir_problem(request.cache_dir, "--cache-dir") if request.cache_dir else None,
         output_file_problem(request.log_file, "--log-file"),
         output_file_problem(request.report, "--report"),
+        *(output_file_problem(wanted.path, "--sbom") for wanted in request.sboms),
         *option_problems(request),
         epoch_problem,
         reproducible_problem(request, manager, epoch),
@@ -186,4 +189,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,
         allow_rpmdb_mismatch=request.allow_rpmdb_mismatch, source_date_epoch=epoch,
         reproducible=request.reproducible or epoch is not None, skip_unchanged=request.skip_unchanged,
+        sboms=request.sboms,
     )

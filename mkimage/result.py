@@ -89,6 +89,7 @@ class BuildResult:
     labels: dict[str, str] = field(default_factory=dict)
     reproducible: bool = False
     reproducible_scrubbed: list[str] = field(default_factory=list)
+    sboms: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 

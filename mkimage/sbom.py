@@ -23,10 +23,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import __version__
+from .errors import ExportError
 from .fsutil import ConfinementError, host_path, resolve_in_root
+from .run import CommandResult
 from .spdx_ids import DEPRECATED_IDS, EXCEPTION_IDS, LICENSE_IDS, LICENSE_LIST_VERSION
 
 # ------------------------------------------------------------------------------------------ rpm query
@@ -672,3 +674,46 @@ def sbom_document(sbom_format: str, packages: Sequence[RpmPackage], subject: Ima
                   os_release: Mapping[str, str], tool: str = f"mkimage-{__version__}") -> dict[str, Any]:
     """The document in ``sbom_format`` (a key of SBOM_FORMATS)."""
     return SBOM_FORMATS[sbom_format](packages, subject, os_release, tool)
+
+
+# ------------------------------------------------------------------------------------------- the stage
+@dataclass(frozen=True)
+class SbomRequest:
+    """--sbom [FORMAT:]PATH"""
+
+    format: str
+    path: Path
+
+
+def parse_request(text: str, default_format: str) -> SbomRequest:
+    """'cyclonedx:out.json' -> (cyclonedx, out.json); a path without a known format prefix takes the default."""
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in SBOM_FORMATS:
+        return SbomRequest(prefix, Path(rest))
+    return SbomRequest(default_format, Path(text))
+
+
+def query_image(rpm_prefix: Sequence[str], run: Callable[[list[str]], CommandResult]) -> list[RpmPackage]:
+    """The packages of the image's database; rpm before 4.14 (EL7) knows no SHA256HEADER and gets asked again."""
+    result = run(query_argv(rpm_prefix))
+    if not result.ok and any("unknown tag" in line.lower() for line in result.tail):
+        result = run(query_argv(rpm_prefix, sha256_header=False))
+    if not result.ok:
+        raise ExportError("cannot read the image's packages for the SBOM: " + " ".join(result.tail[-2:]))
+    try:
+        return parse_query(result.stdout)
+    except QueryFormatError as err:
+        raise ExportError(f"cannot read the image's packages for the SBOM: {err}") from None
+
+
+def write_requested(requests: Sequence[SbomRequest], packages: Sequence[RpmPackage], subject: ImageSubject,
+                    os_release: Mapping[str, str]) -> list[str]:
+    """Write every requested document; returns the paths written."""
+    written = []
+    for request in requests:
+        try:
+            write_sbom(request.path, sbom_document(request.format, packages, subject, os_release))
+        except OSError as err:
+            raise ExportError(f"cannot write the SBOM {request.path}: {err.strerror}") from None
+        written.append(str(request.path))
+    return written
