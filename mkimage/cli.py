@@ -63,7 +63,39 @@ def _log_path(tmpdir: Path, name: str) -> Path:
     return tmpdir / f"mkimage-{safe_name}-{stamp}-{os.getpid()}.log"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# --help, grouped by topic: (heading, parameter names in order).  A parameter not listed goes under "Other".
+HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What to install", ("config", "packages", "groups", "excludes", "releasever", "pkg_manager", "cache_dir")),
+    ("Profiles", ("profiles", "list_profiles", "show_profile")),
+    ("Name and tags", ("tag", "extra_tags")),
+    ("Engine, smoke test and outputs", ("engine", "outputs", "no_smoke_test", "smoke_cmd", "keep_replaced",
+                                        "rootfs_only", "keep_rootfs")),
+    ("Publishing", ("push", "authfile", "registry_cert_dir", "tls_verify")),
+    ("Supply chain", ("sboms", "sbom_format", "reproducible", "skip_unchanged")),
+    ("Safety", ("no_sandbox", "allow_scriptlet_failures", "allow_rpmdb_mismatch")),
+    ("Build host", ("tmpdir", "rootfs_in_memory")),
+    ("Logs and reports", ("log_file", "report", "verbose", "quiet", "debug", "version", "help")),
+)
+
+
+class SectionedCommand(click.Command):
+    """A click command whose --help lists its options under topic headings."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        help_option = self.get_help_option(ctx)
+        records = {("help" if param is help_option else param.name): param.get_help_record(ctx)
+                   for param in self.get_params(ctx) if isinstance(param, click.Option)}
+        listed: set[str | None] = set()
+        for heading, names in (*HELP_SECTIONS, ("Other", tuple(str(n) for n in records))):
+            rows = [records[name] for name in names if name in records and name not in listed and records[name]]
+            listed.update(names)
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl(rows)  # type: ignore[arg-type]
+
+
+@click.command(cls=SectionedCommand,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("reference", metavar="NAME[:TAG]", required=False)
 @click.option("-y", "--yum-config", "config", type=PATH_TYPE, default=None,
               help="yum/dnf config (default /etc/yum.conf; /etc/dnf/dnf.conf where only that exists).")

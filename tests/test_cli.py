@@ -37,6 +37,21 @@ def test_help_lists_the_script_flags() -> None:
         assert flag in run.stdout
 
 
+def test_help_is_grouped_by_topic_and_lists_every_option_once() -> None:
+    from mkimage.cli import HELP_SECTIONS, cli
+    run = mkimage("--help")
+    headings = [line[:-1] for line in run.stdout.splitlines() if line and not line[0].isspace() and
+                line.endswith(":")]
+    assert headings == [heading for heading, names in HELP_SECTIONS
+                        if any(param.name in names for param in cli.params)]
+    assert "Other:" not in run.stdout, "every option has a topic"
+    for param in cli.params:
+        for flag in getattr(param, "opts", []):
+            if flag.startswith("--"):
+                assert run.stdout.count(f"{flag} ") + run.stdout.count(f"{flag},") + \
+                    run.stdout.count(f"{flag}\n") >= 1, flag
+
+
 def test_list_and_show_profiles() -> None:
     listed = mkimage("--list-profiles")
     assert listed.returncode == 0
