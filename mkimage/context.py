@@ -57,6 +57,9 @@ class BuildContext:
     tagged: bool = False
     completed: bool = False
     epoch: int | None = None
+    cache_lock: int | None = None
+    """The --cache-dir's lock, held from the inputs stage to the end of the install."""
+    cache_mount: Path | None = None
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import docker, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
+from . import cache, docker, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -112,33 +112,14 @@ def copy_yum_vars(ctx: BuildContext) -> None:
 
 
 # ------------------------------------------------------------------------------------------ install
-@contextmanager
-def package_cache(ctx: BuildContext) -> Iterator[None]:
-    """With --cache-dir, the package manager's cache dir in the rootfs is a bind mount of it,
-    kept between builds (keepcache); it is unmounted before anything else touches the tree."""
-    if ctx.spec.cache_dir is None:
-        yield
-        return
-    cache_in_root = ctx.rootfs / ctx.spec.package_manager.cache_subdir
-    cache_in_root.mkdir(parents=True, exist_ok=True)
-    ctx.spec.cache_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        mounts.mount(str(ctx.spec.cache_dir), cache_in_root, "", mounts.MS_BIND)
-    except mounts.MountError as err:
-        raise BadInput(f"cannot use --cache-dir {ctx.spec.cache_dir}: {err}") from None
-    try:
-        yield
-    finally:
-        mounts.unmount(cache_in_root)
-
-
 def work_out_inputs(ctx: BuildContext) -> None:
     """The repositories' metadata (fetched into the cache the install reuses), hence the inputs digest and,
-    for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build."""
-    with package_cache(ctx):
-        repositories = provenance.fetch_metadata(ctx)
-        if ctx.spec.reproducible and ctx.epoch is None:
-            ctx.epoch = derive_epoch(ctx)
+    for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build.
+    A --cache-dir is attached here and held until the install is done."""
+    cache.attach(ctx)
+    repositories = provenance.fetch_metadata(ctx)
+    if ctx.spec.reproducible and ctx.epoch is None:
+        ctx.epoch = derive_epoch(ctx)
     ctx.result.inputs_repositories = repositories
     ctx.result.inputs = provenance.digest(provenance.inputs_document(ctx, repositories))
     if ctx.epoch is not None:
@@ -174,10 +155,12 @@ def install_packages(ctx: BuildContext) -> None:
         if failure:
             failures.setdefault(*failure)
 
-    with package_cache(ctx):  # a GPG failure is explained from the files while the cache is still mounted
+    try:  # a GPG failure is explained from the files while the cache is still mounted
         result = run_streaming(argv, log=ctx.log, on_line=on_line, env=ctx.tool_env)
         if not result.ok:
             raise install_failure(ctx, result)
+    finally:
+        cache.detach(ctx)
     record_scriptlet_failures(ctx, list(failures.values()))
     ctx.result.packages = installed_packages(ctx)
     ctx.ui.info(f"{len(ctx.result.packages)} packages installed")
@@ -349,6 +332,7 @@ STAGES: tuple[Stage, ...] = (
 def cleanup(ctx: BuildContext) -> None:
     """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs)."""
     problems: list[str] = []
+    cache.detach(ctx)
     if ctx.spec.uses_docker:
         remove_container_if_left(ctx)
         if not ctx.tagged:
