@@ -3,6 +3,8 @@ mail) and for machines (--json).  OLD and NEW are local images, image archives, 
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Any, Iterable
 
 from .errors import BadInput
 from .inventory import (
-    KIND_CYCLONEDX, KIND_REPORT, KIND_SPDX, FileEntry, Inventory, Package, document_kind, load_document,
-    read_json_file,
+    KIND_CYCLONEDX, KIND_REPORT, KIND_SPDX, FileEntry, Inventory, Package, load_document,
+    parse_json,
 )
+from . import image_reader
+from .image_reader import Prefixed
 from .ui import human_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -30,6 +34,8 @@ class Source:
     """document, archive, layout, engine."""
     engine: str = ""
     document: Inventory | None = None
+    stream: Prefixed | None = None
+    """A pipe given as a path, already opened to sniff it."""
 
 
 def classify(argument: str) -> Source:
@@ -44,8 +50,7 @@ def classify(argument: str) -> Source:
         return _classify_file(path)
     if argument.startswith(("/", "./", "../")) or argument.endswith((".json", ".tar", ".tar.gz")):
         raise BadInput(f"{argument}: no such file")
-    from .image_reader import find_engine
-    engine, reasons = find_engine(argument)
+    engine, reasons = image_reader.find_engine(argument)
     if engine is None:
         why = f" ({'; '.join(reasons)})" if reasons else ""
         raise BadInput(f"{argument}: no such file, and no local image of that name in docker or podman{why}")
@@ -53,19 +58,26 @@ def classify(argument: str) -> Source:
 
 
 def _classify_file(path: Path) -> Source:
+    """Sniffed from its first bytes.  A pipe (`<(docker save IMAGE)`) is opened only once: its stream is kept."""
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(512)
+        stream = open(path, "rb")
     except OSError as err:
         raise BadInput(f"{path}: cannot read: {err.strerror}") from None
-    if head.lstrip()[:1] in (b"{", b"["):
-        data = read_json_file(path)
-        if document_kind(data) is None:
-            raise BadInput(f"{path}: JSON, but not an mkimage report, an SPDX or a CycloneDX SBOM")
-        return Source(str(path), "document", document=load_document(path, data))
-    if head.startswith(COMPRESSED_MAGICS) or head[257:262] == b"ustar":
-        return Source(str(path), "archive")
-    raise BadInput(f"{path}: unknown format: neither a JSON report or SBOM nor an image archive (tar)")
+    keep_open = False
+    try:
+        head = stream.read(512)
+        if head.lstrip()[:1] in (b"{", b"["):
+            data = parse_json(path, head + stream.read())
+            return Source(str(path), "document", document=load_document(path, data))
+        if not (head.startswith(COMPRESSED_MAGICS) or head[257:262] == b"ustar"):
+            raise BadInput(f"{path}: unknown format: neither a JSON report or SBOM nor an image archive (tar)")
+        keep_open = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        return Source(str(path), "archive", stream=Prefixed(head, stream) if keep_open else None)
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read: {err.strerror}") from None
+    finally:
+        if not keep_open:
+            stream.close()
 
 
 def check_files_possible(old: Source, new: Source) -> None:
@@ -76,12 +88,11 @@ def check_files_possible(old: Source, new: Source) -> None:
 
 
 def load(source: Source, with_files: bool) -> Inventory:
-    from . import image_reader
     if source.document is not None:
         return source.document
     if source.kind == "engine":
         return image_reader.read_local_image(source.argument, source.engine, with_files)
-    return image_reader.read_archive(Path(source.argument), with_files)
+    return image_reader.read_archive(Path(source.argument), with_files, source.stream)
 
 
 # ------------------------------------------------------------------------------------------ comparison

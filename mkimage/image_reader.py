@@ -20,7 +20,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, cast
 
 from .errors import BadInput, MkimageError
 from .inventory import FileEntry, Inventory, Package
@@ -201,11 +201,20 @@ def _drop_under(merged: MergedTree, path: str, keep_self: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------ archives
-class _Prefixed:
+class Prefixed:
     """A read-only stream whose first bytes were already read (to sniff what it is)."""
 
     def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
         self._prefix, self._rest = prefix, rest
+
+    def __enter__(self) -> Prefixed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rest.close()
 
     def read(self, size: int = -1) -> bytes:
         if not self._prefix:
@@ -267,7 +276,7 @@ def _scan_member(scan: ArchiveScan, name: str, size: int, source: IO[bytes], ext
         scan.unreadable[name] = "zstd-compressed layers are not supported yet"
         return
     try:
-        scan.layers[name] = scan_layer(_Prefixed(head, source), extract_dir, with_files)  # type: ignore[arg-type]
+        scan.layers[name] = scan_layer(cast(IO[bytes], Prefixed(head, source)), extract_dir, with_files)
     except (tarfile.TarError, EOFError, OSError) as err:
         scan.unreadable[name] = _reason(err)
 
@@ -404,19 +413,21 @@ def _package_from_query(line: str) -> Package:
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def read_archive(path: Path, with_files: bool) -> Inventory:
-    """An oci-archive, a docker-archive (optionally compressed), or an OCI layout directory."""
+def read_archive(path: Path, with_files: bool, stream: Prefixed | None = None) -> Inventory:
+    """An oci-archive, a docker-archive (optionally compressed), or an OCI layout directory; stream when the
+    path is a pipe that was already opened (and sniffed)."""
+    label = str(path)
     with _workdir() as workdir:
         if path.is_dir():
             trees = layers_from_layout(path, workdir, with_files)
         else:
             try:
-                with open(path, "rb") as stream:
-                    trees = _layers_from_scan(scan_archive(stream, workdir, with_files, str(path)), str(path))
+                with stream if stream is not None else open(path, "rb") as source:
+                    scan = scan_archive(cast(IO[bytes], source), workdir, with_files, label)
+                trees = _layers_from_scan(scan, label)
             except OSError as err:
                 raise ImageReadError(f"{path}: cannot read: {err.strerror}") from None
-        return _inventory(str(path), "OCI layout" if path.is_dir() else "image archive", trees, workdir,
-                          with_files)
+        return _inventory(label, "OCI layout" if path.is_dir() else "image archive", trees, workdir, with_files)
 
 
 def find_engine(reference: str) -> tuple[str | None, list[str]]:

@@ -221,11 +221,8 @@ def _is_image_itself(described: bool, purpose: str | None, purl: Purl | None) ->
     return described and (purl is None or purl.type != "rpm")
 
 
-def read_json_file(path: Path) -> Any:
+def parse_json(path: Path, content: bytes) -> Any:
     try:
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-    except OSError as err:
-        raise BadInput(f"{path}: cannot read: {err.strerror}") from None
+        return json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"{path}: not valid JSON: {err}") from None
