@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -339,7 +340,7 @@ def test_files_added_with_size_and_json(images: dict[str, Path], tmpdir: Path) -
 
 @pytest.mark.integration
 def test_reports_and_archives_as_input(images: dict[str, Path], tmp_path: Path, tmpdir: Path) -> None:
-    require(subprocess.run(["which", "skopeo"], capture_output=True).returncode == 0, "skopeo is missing")
+    require(shutil.which("skopeo") is not None, "skopeo is missing")
     docker_archive, oci_archive, layout = tmp_path / "old.docker.tar", tmp_path / "new.oci.tar", tmp_path / "layout"
     docker_out("save", "-o", str(docker_archive), OLD_IMAGE)
     for destination in (f"oci-archive:{oci_archive}", f"oci:{layout}"):
@@ -404,3 +405,18 @@ def test_sigterm_mid_read_cleans_up(images: dict[str, Path], tmp_path: Path, tmp
     assert proc.returncode == 143, stderr
     assert stdout == "" and stderr == "Error: interrupted by SIGTERM\n"
     assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_an_image_only_podman_has(images: dict[str, Path], tmp_path: Path, tmpdir: Path) -> None:
+    require(shutil.which("podman") is not None and shutil.which("skopeo") is not None, "podman or skopeo missing")
+    archive, reference = tmp_path / "new.docker.tar", f"localhost/{PREFIX}-podman:1"
+    docker_out("save", "-o", str(archive), NEW_IMAGE)
+    subprocess.run(["skopeo", "copy", "-q", f"docker-archive:{archive}", f"containers-storage:{reference}"],
+                   check=True)
+    try:
+        run = diff("--files", reference, NEW_IMAGE, tmpdir=tmpdir)
+        assert run.returncode == 0, (run.stdout, run.stderr)
+        assert run.stdout.startswith(f"old: {reference} (podman image)\n")
+    finally:
+        subprocess.run(["podman", "image", "rm", reference], capture_output=True)
