@@ -156,6 +156,10 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     \b
     Example, on an EL host:  sudo mkimage -y /etc/yum.conf centos72
     prints 'centos72:7.2.1511' on stdout once the image is imported, tested and tagged.
+
+    \b
+    mkimage diff OLD NEW compares two images (see mkimage diff --help).
+    To build an image named "diff", put an option before it: mkimage -y CONF diff
     """
     from . import pkgmgr, preflight
     from .profile import Profile, ProfileProblems, resolve
@@ -257,8 +261,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: turns mkimage's errors into one-line messages and exit codes; a traceback only with --debug."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    command, prog_name = cli, "mkimage"
+    if args[:1] == ["diff"]:  # only as the very first argument: `mkimage -y CONF diff` builds an image "diff"
+        from .cli_diff import diff_command
+        command, prog_name, args = diff_command, "mkimage diff", args[1:]
     try:
-        code = cli.main(args=args, prog_name="mkimage", standalone_mode=False)
+        code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
