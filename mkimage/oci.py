@@ -143,16 +143,24 @@ class _ExternalGzip(_Plain):
 
     def feed(self, data: bytes) -> None:
         assert self._proc.stdin is not None
-        self._proc.stdin.write(data)
+        try:
+            self._proc.stdin.write(data)
+        except BrokenPipeError:
+            raise self._failure() from None
 
     def finish(self) -> None:
-        assert self._proc.stdin is not None and self._proc.stderr is not None
+        assert self._proc.stdin is not None
         self._proc.stdin.close()
         self._drainer.join()
-        stderr = self._proc.stderr.read().decode(errors="replace").strip()
         if self._proc.wait() != 0 or self._drain_error is not None:
-            reason = stderr.splitlines()[-1] if stderr else f"exit {self._proc.returncode}"
-            raise ExportError(f"{self._argv[0]} failed while compressing the layer: {reason}")
+            raise self._failure()
+
+    def _failure(self) -> ExportError:
+        assert self._proc.stderr is not None
+        returncode = self._proc.wait()
+        stderr = self._proc.stderr.read().decode(errors="replace").strip()
+        reason = (stderr.splitlines()[-1] if stderr else f"exit {returncode}") if returncode else self._drain_error
+        return ExportError(f"{self._argv[0]} failed while compressing the layer: {reason}")
 
     def abort(self) -> None:
         stop_process_group(self._proc, grace=0)
@@ -598,8 +606,14 @@ def parse_output(spec: str) -> Output | str:
 
 def _parent_problem(path: Path) -> str | None:
     parent = path.parent
-    if not parent.is_dir():
+    try:
+        mode = os.stat(parent).st_mode
+    except FileNotFoundError:
         return f"directory {parent} does not exist"
+    except OSError as exc:
+        return f"cannot use directory {parent}: {exc.strerror}"
+    if not stat.S_ISDIR(mode):
+        return f"{parent} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"directory {parent} is not writable"
     return None
