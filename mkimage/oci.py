@@ -158,13 +158,21 @@ class _ExternalGzip(_Plain):
     def _failure(self) -> ExportError:
         assert self._proc.stderr is not None
         returncode = self._proc.wait()
+        if self._drain_error is not None:
+            reason = getattr(self._drain_error, "strerror", None) or self._drain_error
+            return ExportError(f"writing the layer blob failed: {reason}")
         stderr = self._proc.stderr.read().decode(errors="replace").strip()
-        reason = (stderr.splitlines()[-1] if stderr else f"exit {returncode}") if returncode else self._drain_error
+        reason = stderr.splitlines()[-1] if stderr else f"exit {returncode}"
         return ExportError(f"{self._argv[0]} failed while compressing the layer: {reason}")
 
     def abort(self) -> None:
         stop_process_group(self._proc, grace=0)
         self._drainer.join()
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except OSError:
+                pass  # a broken stdin pipe flushing its buffer
 
 
 def default_gzip_argv() -> Sequence[str] | None:
@@ -221,8 +229,11 @@ class LayerWriter:
                 pass  # keep taking chunks so that write() never blocks on a dead worker
 
     def write(self, chunk: Chunk) -> None:
+        """Queue a chunk; raises ExportError (having removed the partial blob) once the worker failed."""
         if self._error is not None:
-            raise self._failure()
+            failure = self._failure()
+            self.abort()
+            raise failure
         self._chunks.put(bytes(chunk))
 
     def close(self) -> LayerBlob:
@@ -240,7 +251,7 @@ class LayerWriter:
                          self.media_type)
 
     def abort(self) -> None:
-        """Stop and remove the partial blob (the stream failed)."""
+        """Stop and remove the partial blob (the stream failed).  Safe to call more than once."""
         self._aborted = True
         self._finish_worker()
         self._discard()
@@ -499,7 +510,8 @@ def _archive_target(path: Path) -> None:
 
 
 def write_oci_archive(path: Path, image: Image, ref_names: Sequence[str]) -> None:
-    """A tar of an OCI image layout (with docker's manifest.json too, so docker load reads it as well)."""
+    """``ref_names``: image references (NAME[:TAG]); one index.json entry each (see ref_annotations), and the
+    RepoTags of manifest.json.  A tar of an OCI image layout (with docker's manifest.json too, so docker load reads it as well)."""
     _archive_target(path)
     _write_or_fail("oci-archive", path, lambda: _write_layout_tar(path, image, ref_names, ref_names))
 

@@ -163,6 +163,30 @@ def test_layer_writer_reports_a_failed_compressor_and_leaves_nothing(layer_tar: 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a blob that does not fit fails for real with ENOSPC."""
+    require(os.geteuid() == 0, "needs root to mount a tmpfs")
+    need("mount", "umount")
+    target = tmp_path / "tiny"
+    target.mkdir()
+    run("mount", "-t", "tmpfs", "-o", "size=64k", "h-oci-test-tiny", str(target))
+    try:
+        yield target
+    finally:
+        run("umount", "--lazy", str(target))  # never leave the mount, even if a test left a file open
+
+
+@pytest.mark.parametrize("name", ["igzip", "zlib"])
+def test_layer_writer_reports_a_full_disk_and_leaves_nothing(name: str, layer_tar: bytes, tiny_fs: Path) -> None:
+    gzip_argv = COMPRESSORS[name][1]
+    if gzip_argv:
+        need(gzip_argv[0])
+    with pytest.raises(ExportError, match="writing the layer blob failed: .*No space left on device"):
+        write_layer(tiny_fs, layer_tar, "gzip", gzip_argv)
+    assert list(tiny_fs.iterdir()) == []
+
+
 def test_layer_writer_abort_removes_the_partial_blob(layer_tar: bytes, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         with oci.LayerWriter(tmp_path) as writer:
