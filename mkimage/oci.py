@@ -200,8 +200,7 @@ class LayerWriter:
         self._diff = hashlib.sha256()
         argv = default_gzip_argv() if gzip_argv == "auto" else gzip_argv
         try:
-            self._compressor = (_Plain(self._out) if compression == "none" else
-                                _ExternalGzip(self._out, argv) if argv else _ZlibGzip(self._out))  # type: ignore[arg-type]
+            self._compressor = self._compressor_for(compression, argv)  # type: ignore[arg-type]
         except BaseException:
             self._discard()
             raise
@@ -211,6 +210,11 @@ class LayerWriter:
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="oci-layer", daemon=True)
         self._worker.start()
+
+    def _compressor_for(self, compression: str, gzip_argv: Sequence[str] | None) -> _Plain:
+        if compression == "none":
+            return _Plain(self._out)
+        return _ExternalGzip(self._out, gzip_argv) if gzip_argv else _ZlibGzip(self._out)
 
     def _work(self) -> None:
         ended = False
@@ -489,8 +493,8 @@ def _write_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_t
     }
     files.update({_blob_path(digest): content for digest, content in image.blobs()})
     mtime = image.created
-    with _replacing(path) as out, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        tar.copybufsize = COPY_CHUNK
+    with _replacing(path) as out, tarfile.TarFile(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT,
+                                                  copybufsize=COPY_CHUNK) as tar:
         for directory in ("blobs", "blobs/sha256"):
             tar.addfile(_tar_entry(directory, mtime, directory=True))
         for name in sorted(files):
@@ -503,7 +507,6 @@ def _write_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_t
                     tar.addfile(_tar_entry(name, mtime, size), source)
 
 
-
 def _archive_target(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         raise ExportError(f"{path} is a directory; an archive output needs a file path")
@@ -511,7 +514,8 @@ def _archive_target(path: Path) -> None:
 
 def write_oci_archive(path: Path, image: Image, ref_names: Sequence[str]) -> None:
     """``ref_names``: image references (NAME[:TAG]); one index.json entry each (see ref_annotations), and the
-    RepoTags of manifest.json.  A tar of an OCI image layout (with docker's manifest.json too, so docker load reads it as well)."""
+    RepoTags of manifest.json.  A tar of an OCI image layout, with docker's manifest.json too (so that docker
+    load reads it as well)."""
     _archive_target(path)
     _write_or_fail("oci-archive", path, lambda: _write_layout_tar(path, image, ref_names, ref_names))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -381,7 +380,8 @@ def test_parse_output_accepts_each_format(tmp_path: Path) -> None:
     ("oci:{tmp}/nodir/layout", "directory {tmp}/nodir does not exist"),
     ("docker-archive:{tmp}/file/x.tar", "{tmp}/file is not a directory"),
     ("oci-archive:{tmp}/dir", "{tmp}/dir is a directory; give a file path for the archive"),
-    ("oci:{tmp}/dir", "{tmp}/dir exists and is not an OCI image layout (no oci-layout file); give a new or empty directory"),
+    ("oci:{tmp}/dir",
+     "{tmp}/dir exists and is not an OCI image layout (no oci-layout file); give a new or empty directory"),
     ("oci:{tmp}/file", "{tmp}/file exists and is not a directory"),
     ("oci:{tmp}/link", "{tmp}/link is a symbolic link; give the layout directory itself"),
 ])
@@ -439,7 +439,8 @@ def test_docker_loads_the_docker_archive_and_runs_it(outputs: dict[str, Path], i
     docker.append(f"{name}:1.0")
     run("docker", "load", "-i", str(archive))
     assert run("docker", "image", "inspect", "--format", "{{.Id}}", f"{name}:1.0").stdout.strip() == image.image_id
-    assert run("docker", "run", "--rm", "--network", "none", f"{name}:1.0", "/bin/busybox", "echo", "ok").stdout == "ok\n"
+    ran = run("docker", "run", "--rm", "--network", "none", f"{name}:1.0", "/bin/busybox", "echo", "ok")
+    assert ran.stdout == "ok\n"
     settings = json.loads(run("docker", "image", "inspect", f"{name}:1.0").stdout)[0]["Config"]
     assert (settings["Cmd"], settings["WorkingDir"], settings["User"]) == (["/bin/busybox", "sh"], "/etc", "0:0")
     assert run("docker", "run", "--rm", "--network", "none", f"{name}:1.0", "/bin/busybox", "sh", "-c",
