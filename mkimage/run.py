@@ -183,14 +183,21 @@ class PipeResult:
     consumer_tail: list[str]
 
 
-def _move_bytes(source_fd: int, sink_fd: int, on_progress: Callable[[int], None] | None) -> int:
-    """Copy a pipe into another until EOF, zero-copy with splice(2) where Python has it."""
-    chunk = 1 << 20
+RELAY_CHUNK = 1 << 20
+
+
+def _move_bytes(source_fd: int, sink_fd: int | None, on_progress: Callable[[int], None] | None,
+                tee: Callable[[bytes], None] | None = None) -> int:
+    """Copy a pipe into another (or nowhere) until EOF: zero-copy with splice(2) where Python has it and nobody
+    else wants the bytes; otherwise read and write, handing every chunk to tee on the way."""
     total = 0
-    splice = getattr(os, "splice", None)
+    splice = getattr(os, "splice", None) if tee is None and sink_fd is not None else None
     last_report = 0.0
     while True:
-        moved = splice(source_fd, sink_fd, chunk) if splice else _read_write(source_fd, sink_fd, chunk)
+        if splice is not None and sink_fd is not None:
+            moved = splice(source_fd, sink_fd, RELAY_CHUNK)
+        else:
+            moved = _read_write(source_fd, sink_fd, RELAY_CHUNK, tee)
         if moved == 0:
             return total
         total += moved
@@ -200,10 +207,12 @@ def _move_bytes(source_fd: int, sink_fd: int, on_progress: Callable[[int], None]
             last_report = now
 
 
-def _read_write(source_fd: int, sink_fd: int, chunk: int) -> int:
+def _read_write(source_fd: int, sink_fd: int | None, chunk: int, tee: Callable[[bytes], None] | None) -> int:
     data = os.read(source_fd, chunk)
+    if data and tee is not None:
+        tee(data)
     view = memoryview(data)
-    while view:
+    while view and sink_fd is not None:
         written = os.write(sink_fd, view)
         view = view[written:]
     return len(data)
@@ -215,8 +224,10 @@ def run_pipe(
     *,
     log: BuildLog,
     on_progress: Callable[[int], None] | None = None,
+    tee: Callable[[bytes], None] | None = None,
 ) -> PipeResult:
-    """producer | consumer, without a shell and without a temp file, counting the bytes.
+    """producer | consumer, without a shell and without a temp file, counting the bytes (and handing them to
+    tee as well, when given: one stream feeds the consumer and every other output).
 
     The consumer's stdin is closed only after the producer exited 0; if the producer fails, the consumer
     is killed first so that it never sees a clean end of a truncated stream.
@@ -232,7 +243,7 @@ def run_pipe(
     moved = 0
     try:
         try:
-            moved = _move_bytes(prod.stdout.fileno(), cons.stdin.fileno(), on_progress)
+            moved = _move_bytes(prod.stdout.fileno(), cons.stdin.fileno(), on_progress, tee)
         except BrokenPipeError:
             _kill_group_quietly(prod)
         producer_code = prod.wait()
@@ -256,6 +267,25 @@ def run_pipe(
     log.write(text_out + text_err + f"[exit {producer_code} | {cons.returncode}, {moved} bytes]\n")
     log.flush()
     return PipeResult(producer_code, cons.returncode, moved, text_out, text_err.splitlines()[-TAIL_LINES:])
+
+
+def run_producer(producer: Sequence[str], *, log: BuildLog, tee: Callable[[bytes], None],
+                 on_progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Run producer, handing its stdout to tee chunk by chunk; (exit code, bytes)."""
+    log.command(producer)
+    prod = spawn(producer, stdout=subprocess.PIPE, stderr=log.fileno())
+    assert prod.stdout is not None
+    try:
+        moved = _move_bytes(prod.stdout.fileno(), None, on_progress, tee)
+        code = prod.wait()
+    except BaseException:
+        stop_process_group(prod)
+        raise
+    finally:
+        prod.stdout.close()
+    log.write(f"[exit {code}, {moved} bytes]\n")
+    log.flush()
+    return code, moved
 
 
 def relevant_lines(lines: Iterable[str], patterns: Iterable[str], limit: int = 8) -> list[str]:
