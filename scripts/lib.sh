@@ -3,7 +3,8 @@
 
 MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$MKIMAGE_ROOT/.venv"
-APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables)
+APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables
+              podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins conmon catatonit)
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/mkimage-dockerd.log}
 STARTED_DOCKERD_PID=""
 

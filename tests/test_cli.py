@@ -33,7 +33,8 @@ def test_help_lists_the_script_flags() -> None:
     run = mkimage("-h")
     assert run.returncode == 0
     for flag in ("-y, --yum-config", "-p, --package", "-g, --group", "-t, --tag", "--profile", "--rootfs-in-memory",
-                 "--cache-dir", "--keep-rootfs", "--rootfs-only", "--no-smoke-test", "--smoke-cmd", "--report"):
+                 "--cache-dir", "--keep-rootfs", "--rootfs-only", "--no-smoke-test", "--smoke-cmd", "--report",
+                 "--engine", "--extra-tag", "--keep-replaced"):
         assert flag in run.stdout
 
 

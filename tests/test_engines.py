@@ -82,8 +82,8 @@ class PodmanBuilder:
     def labelled(self, build_id: str) -> list[str]:
         return podman(self.env, "image", "ls", "-q", "--filter", f"label=mkimage.build-id={build_id}").stdout.split()
 
-    def smoke_containers(self) -> list[str]:
-        return podman(self.env, "ps", "--all", "--quiet", "--filter", "name=mkimage-smoke-").stdout.split()
+    def smoke_containers(self, build_id: str = "") -> list[str]:
+        return podman(self.env, "ps", "--all", "--quiet", "--filter", f"name=mkimage-smoke-{build_id}").stdout.split()
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def pbuild(build: Builder, podman_env: dict[str, str]) -> Iterator[PodmanBuilder
 def assert_nothing_left_in_podman(pbuild: PodmanBuilder, report: dict) -> None:
     assert pbuild.build.leftovers() == [], "no rootfs or temp dir left"
     assert pbuild.labelled(report["build_id"]) == [], "no image of the failed build left"
-    assert pbuild.smoke_containers() == []
+    assert pbuild.smoke_containers(report["build_id"]) == []
     assert host_mounts_mentioning(str(pbuild.build.tmpdir)) == []
 
 
@@ -125,7 +125,7 @@ def test_podman_builds_tests_and_tags(pbuild: PodmanBuilder, tmp_path: Path) -> 
     ran = podman(pbuild.env, "run", "--rm", "--network", "none", references[0], "hello")
     assert ran.stdout == "hello from demo\n"
     assert report["smoke_commands"] == [["echo", "success"]]
-    assert pbuild.smoke_containers() == []
+    assert pbuild.smoke_containers(report["build_id"]) == []
     assert list(pbuild.build.tmpdir.iterdir()) == []
 
 
