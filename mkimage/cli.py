@@ -124,6 +124,13 @@ class SectionedCommand(click.Command):
 @click.option("--no-smoke-test", is_flag=True, help="Do not run the image before tagging it.")
 @click.option("--smoke-cmd", default=None, metavar="CMD",
               help="Smoke-test command instead of 'echo success' (must exit 0).")
+@click.option("--engine", type=click.Choice(["auto", "docker", "podman"]), default="auto", show_default=True,
+              help="Container engine that imports, tests and tags the image (auto: docker when its daemon "
+                   "answers, else podman).")
+@click.option("--extra-tag", "extra_tags", multiple=True, metavar="TAG",
+              help="Another tag for the same image, set after the smoke test (repeatable).")
+@click.option("--keep-replaced", is_flag=True,
+              help="Keep the image NAME:TAG pointed to before, even when nothing else uses it.")
 @click.option("--allow-scriptlet-failures", is_flag=True,
               help="Accept packages whose %post etc. failed (dnf exits 0 for them); default: fail.")
 @click.option("--allow-rpmdb-mismatch", is_flag=True,
@@ -149,9 +156,11 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool, sboms: tuple[str, ...], sbom_format: str, log_file: Path | None, report: Path | None,
+        smoke_cmd: str | None, engine: str, extra_tags: tuple[str, ...], keep_replaced: bool,
+        allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool,
+        sboms: tuple[str, ...], sbom_format: str, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
-    """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
+    """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker or podman.
 
     \b
     Example, on an EL host:  sudo mkimage -y /etc/yum.conf centos72
@@ -188,6 +197,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         reproducible=reproducible, skip_unchanged=skip_unchanged,
         sboms=tuple(parse_request(text, sbom_format) for text in sboms),
         log_file=log_file, report=report,
+        engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced,
     )
     try:
         spec = preflight.check(request, profile or Profile(), profile_problems)
@@ -218,7 +228,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     from .ui import make_reporter
 
     ui = make_reporter(verbosity)
-    result = BuildResult(name=spec.name, tag=spec.explicit_tag, package_manager=spec.package_manager.name)
+    result = BuildResult(name=spec.name, tag=spec.explicit_tag, package_manager=spec.package_manager.name,
+                         engine=spec.engine.name if spec.engine else None)
     result.stages["preflight"] = preflight_seconds
     result.profile.applied = list(spec.profile.applied)
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .engine import Engine
 from .pkgmgr import InstallRequest, PackageManager
 from .profile import Profile
 from .result import BuildResult
@@ -40,10 +41,15 @@ class BuildSpec:
     reproducible: bool = False
     skip_unchanged: bool = False
     sboms: tuple[SbomRequest, ...] = ()
+    engine: Engine | None = None
+    """The container engine that imports, tests and tags the image; None: no image (--rootfs-only)."""
+    extra_tags: tuple[str, ...] = ()
+    """--extra-tag: more tags for the same image, set only after the smoke test."""
+    keep_replaced: bool = False
 
     @property
-    def uses_docker(self) -> bool:
-        return not self.rootfs_only
+    def uses_engine(self) -> bool:
+        return self.engine is not None
 
 
 @dataclass
@@ -105,6 +111,17 @@ class BuildContext:
     @property
     def profile(self) -> Profile:
         return self.spec.profile
+
+    @property
+    def engine(self) -> Engine:
+        assert self.spec.engine is not None, "this build has no container engine"
+        return self.spec.engine
+
+    @property
+    def references(self) -> list[str]:
+        """NAME:TAG, then NAME:EXTRA for each --extra-tag, without repeats."""
+        extras = [f"{self.spec.name}:{tag}" for tag in self.spec.extra_tags]
+        return list(dict.fromkeys([self.result.reference, *extras]))
 
     @property
     def smoke_container(self) -> str:

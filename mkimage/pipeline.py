@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import cache, docker, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
+from . import cache, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
+from .engine import tar_argv
 from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError, Unchanged
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
 from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repo_urls, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
-from .run import CommandResult, relevant_lines, run_captured, run_pipe, run_streaming
+from .replaced import previous_images, remove_unused, replaced_ids
+from .run import CommandResult, relevant_lines, run_captured, run_pipe, run_streaming, tool_env
 from .ui import human_bytes
 
 RELEASE_FILES = ("/etc/redhat-release", "/etc/system-release")
@@ -125,8 +127,8 @@ def work_out_inputs(ctx: BuildContext) -> None:
     if ctx.epoch is not None:
         ctx.result.created, ctx.result.reproducible = ctx.epoch, True
     ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
-    if ctx.spec.skip_unchanged:
-        built = docker.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, ctx.result.inputs), ctx.log)
+    if ctx.spec.skip_unchanged and ctx.spec.engine is not None:
+        built = ctx.engine.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, ctx.result.inputs), ctx.log)
         existing = provenance.matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
         if existing:
             raise Unchanged(existing)
@@ -251,33 +253,37 @@ def _is_executable_in_root(root: Path, program: str) -> bool:
 
 
 def export_image(ctx: BuildContext) -> None:
-    """tar --numeric-owner -c -C ROOT . | docker import -, streamed, imported untagged."""
+    """tar --numeric-owner -c -C ROOT . | ENGINE import -, streamed, imported untagged.
+    The engine's TMPDIR is the build's own (podman stages the stream there), so a killed import leaves
+    nothing in the caller's."""
+    engine = ctx.engine
     ctx.result.labels = provenance.labels(ctx)
     labels = {**ctx.result.labels, BUILD_ID_LABEL: ctx.build_id}
-    changes = docker.image_changes(ctx.profile.image, image_cmd(ctx), labels)
+    changes = engine.image_changes(ctx.profile.image, image_cmd(ctx), labels)
     for change in changes:
         ctx.ui.detail(f"--change {change}")
-    tar = docker.tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
-    result = run_pipe(tar, docker.import_argv(changes), log=ctx.log,
-                      on_progress=lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed"))
+    tar = tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
+    result = run_pipe(tar, engine.import_argv(changes), log=ctx.log,
+                      on_progress=lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed"),
+                      consumer_env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}))
     ctx.result.bytes_streamed = result.bytes_moved
     if result.producer_code != 0:
         raise ExportError(f"tar failed with exit code {result.producer_code}; nothing was imported",
                           log_path=ctx.log.path)
     image_id = result.consumer_stdout.strip().splitlines()[-1] if result.consumer_stdout.strip() else ""
     if result.consumer_code != 0 or not image_id.startswith("sha256:"):
-        raise ExportError(f"docker import failed with exit code {result.consumer_code}",
+        raise ExportError(f"{engine.name} import failed with exit code {result.consumer_code}",
                           details=result.consumer_tail[-5:], log_path=ctx.log.path)
     ctx.image_id = ctx.result.image_id = image_id
-    ctx.ui.info(f"imported {image_id[:19]} ({human_bytes(result.bytes_moved)} streamed)")
+    ctx.ui.info(f"imported {image_id[:19]} into {engine.name} ({human_bytes(result.bytes_moved)} streamed)")
 
 
 def smoke_test(ctx: BuildContext) -> None:
-    """`docker run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
+    """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
     assert ctx.image_id is not None
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
     for command in commands:
-        argv = docker.run_argv(ctx.image_id, ctx.smoke_container, command)
+        argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command)
         ctx.result.smoke_commands.append(list(command))
         result = run_captured(argv, log=ctx.log, timeout=600)
         output = result.stdout.strip()
@@ -300,13 +306,37 @@ def write_sboms(ctx: BuildContext) -> None:
 
 
 def tag_image(ctx: BuildContext) -> None:
+    """NAME:TAG and every --extra-tag, only now; then the images they pointed to before go when nothing
+    else uses them (unless --keep-replaced)."""
     assert ctx.image_id is not None
-    result = run_captured(docker.tag_argv(ctx.image_id, ctx.result.reference), log=ctx.log, timeout=60)
-    if not result.ok:
-        raise ExportError(f"docker tag {ctx.result.reference} failed", details=result.tail[-5:],
-                          log_path=ctx.log.path)
-    ctx.tagged = True
-    ctx.result.image_size = docker.image_size(ctx.image_id, ctx.log)
+    engine = ctx.engine
+    previous = previous_images(engine, ctx.references, ctx.log)
+    for reference in ctx.references:
+        result = run_captured(engine.tag_argv(ctx.image_id, reference), log=ctx.log, timeout=60)
+        if not result.ok:
+            raise ExportError(f"{engine.name} tag {reference} failed", details=result.tail[-5:],
+                              log_path=ctx.log.path)
+        ctx.tagged = True
+        ctx.result.tags.append(reference)
+        ctx.ui.info(f"tagged {reference}")
+    ctx.result.image_size = engine.image_size(ctx.image_id, ctx.log)
+    replaced = replaced_ids(previous, ctx.image_id)
+    if ctx.spec.keep_replaced:
+        ctx.result.replaced_images_kept = [{"image_id": old, "reason": "--keep-replaced"} for old in replaced]
+        return
+    remove_replaced_images(ctx, replaced)
+
+
+def remove_replaced_images(ctx: BuildContext, replaced: list[str]) -> None:
+    outcome = remove_unused(ctx.engine, replaced, ctx.log)
+    ctx.result.replaced_images_removed = outcome.removed
+    ctx.result.replaced_images_kept = [{"image_id": old, "reason": reason} for old, reason in outcome.kept]
+    for image_id in outcome.removed:
+        ctx.ui.info(f"removed the replaced image {image_id[:19]}")
+    for image_id, reason in outcome.kept:
+        ctx.ui.detail(f"kept the replaced image {image_id[:19]}: {reason}")
+    for surprise in outcome.surprises:
+        ctx.ui.warn(surprise)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -320,10 +350,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("rpmdb", "Placing the rpm database for the image's own rpm", rpmdb.finalize),
     Stage("scrub", "Removing what records the build's time", reproducible.scrub, lambda ctx: ctx.epoch is not None),
     Stage("version", "Finding the version", find_version, lambda ctx: not ctx.spec.rootfs_only),
-    Stage("export", "Streaming the rootfs into docker import", export_image, lambda ctx: ctx.spec.uses_docker),
+    Stage("export", "Streaming the rootfs into the container engine", export_image,
+          lambda ctx: ctx.spec.uses_engine),
     Stage("smoke", "Smoke-testing the image", smoke_test,
-          lambda ctx: ctx.spec.uses_docker and ctx.spec.smoke_test),
-    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_docker),
+          lambda ctx: ctx.spec.uses_engine and ctx.spec.smoke_test),
+    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine),
     Stage("sbom", "Writing the SBOM", write_sboms, lambda ctx: bool(ctx.spec.sboms)),
 )
 
@@ -333,7 +364,7 @@ def cleanup(ctx: BuildContext) -> None:
     """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs)."""
     problems: list[str] = []
     cache.detach(ctx)
-    if ctx.spec.uses_docker:
+    if ctx.spec.uses_engine:
         remove_container_if_left(ctx)
         if not ctx.tagged:
             remove_untagged_images(ctx, problems)
@@ -347,22 +378,29 @@ def cleanup(ctx: BuildContext) -> None:
 
 
 def remove_container_if_left(ctx: BuildContext) -> None:
-    """`docker run --rm` removes its container, but not when the client was killed in the middle."""
+    """`run --rm` removes its container, but not when the client was killed in the middle."""
     if ctx.result.smoke_commands:
-        docker.remove_container(ctx.smoke_container)
+        ctx.engine.remove_container(ctx.smoke_container)
 
 
 def remove_untagged_images(ctx: BuildContext, problems: list[str]) -> None:
     """The image of a failed build is removed, by id and by this build's label (an import that was
-    interrupted after the daemon had the stream gives no id)."""
-    leftovers = set(docker.images_with_label((BUILD_ID_LABEL, ctx.build_id), ctx.log))
+    interrupted after the engine had the stream gives no id)."""
+    engine, label = ctx.engine, (BUILD_ID_LABEL, ctx.build_id)
+    leftovers = set(engine.images_with_label(label, ctx.log))
     if ctx.image_id:
         leftovers.add(ctx.image_id)
     if not leftovers:
         return
-    result = run_captured(docker.rmi_argv(sorted(leftovers)), log=ctx.log, timeout=120)
-    if not result.ok and ctx.image_id and any("No such image" not in line for line in result.tail):
-        problems.append(f"could not remove the untagged image {ctx.image_id}: {' '.join(result.tail[-2:])}")
+    result = run_captured(engine.rmi_argv(sorted(leftovers)), log=ctx.log, timeout=120)
+    if result.ok:
+        return
+    remaining = set(engine.images_with_label(label, ctx.log))
+    if ctx.image_id and engine.image_id(ctx.image_id, ctx.log):
+        remaining.add(ctx.image_id)
+    if remaining:
+        problems.append(f"could not remove this build's untagged image(s) {', '.join(sorted(remaining))}: "
+                        f"{' '.join(result.tail[-2:])}")
 
 
 def remove_workdir(ctx: BuildContext, problems: list[str]) -> None:

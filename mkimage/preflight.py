@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import docker, pkgmgr
+from . import pkgmgr
+from .engine import Engine, missing_engine_problem, select_engine
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
 from .pipeline import TMPFS_SIZE_ENV, parse_size
@@ -44,6 +45,9 @@ class Request:
     sboms: tuple[SbomRequest, ...]
     log_file: Path | None
     report: Path | None
+    engine: str = "auto"
+    extra_tags: tuple[str, ...] = ()
+    keep_replaced: bool = False
 
 
 def default_tmpdir() -> Path:
@@ -96,11 +100,13 @@ def output_file_problem(path: Path | None, what: str) -> str | None:
 def tool_problems(request: Request, profile: Profile) -> list[str]:
     needed = {"rpm": "to list and check the installed packages"}
     if not request.rootfs_only:
-        needed.update(tar="to stream the rootfs into docker import", docker="to import and test the image")
+        needed["tar"] = "to stream the rootfs into the container engine's import"
     if profile.commands:
         needed["chroot"] = "to run the profile's commands inside the rootfs"
     problems = [f"{tool} not found on PATH; it is needed {why}" for tool, why in needed.items()
                 if shutil.which(tool) is None]
+    if not request.rootfs_only:
+        problems += [p for p in (missing_engine_problem(request.engine),) if p]
     if not request.rootfs_only and shutil.which("tar") and not _is_gnu_tar():
         problems.append("tar is not GNU tar (needed for --numeric-owner streaming); install GNU tar")
     return problems
@@ -128,6 +134,9 @@ def option_problems(request: Request) -> list[str]:
         problems.append("--keep-rootfs needs the rootfs on disk: drop --rootfs-in-memory always")
     if request.rootfs_only and request.rootfs_in_memory == "always":
         problems.append("--rootfs-only keeps the rootfs, so it must be on disk: drop --rootfs-in-memory always")
+    if request.rootfs_only and request.extra_tags:
+        problems.append("--extra-tag tags an image, and --rootfs-only makes none: drop one of them")
+    problems += [f"--extra-tag: {problem}" for problem in map(tag_problem, request.extra_tags) if problem]
     return problems
 
 
@@ -146,6 +155,17 @@ def source_date_epoch() -> tuple[int | None, str | None]:
     if not value.isdigit():
         return None, f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds since 1970 (e.g. $(git log -1 --format=%ct))"
     return int(value), None
+
+
+def engine_problems(request: Request, profile: Profile) -> tuple[Engine | None, list[str]]:
+    """The container engine (None with --rootfs-only), asked whether it works, and what its import
+    cannot express."""
+    if request.rootfs_only:
+        return None, []
+    engine, problem = select_engine(request.engine)
+    if problem or engine is None:
+        return engine, [problem or "no container engine"]
+    return engine, engine.change_problems(profile.image)
 
 
 def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
@@ -173,11 +193,11 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         reproducible_problem(request, manager, epoch),
     ]
     problems = [problem for problem in candidates if problem]
+    engine: Engine | None = None
     if not problems:  # these ask other programs: only worth it once everything else is right
-        problems = [problem for problem in (
-            pkgmgr.releasever_problem(request.config, request.releasever, host_has_release()),
-            None if request.rootfs_only else docker.daemon_problem(),
-        ) if problem]
+        engine, problems = engine_problems(request, profile)
+        releasever = pkgmgr.releasever_problem(request.config, request.releasever, host_has_release())
+        problems = [releasever, *problems] if releasever else problems
     if problems:
         raise Problems(problems)
     assert manager is not None
@@ -190,4 +210,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         allow_rpmdb_mismatch=request.allow_rpmdb_mismatch, source_date_epoch=epoch,
         reproducible=request.reproducible or epoch is not None, skip_unchanged=request.skip_unchanged,
         sboms=request.sboms,
+        engine=engine, extra_tags=tuple(dict.fromkeys(request.extra_tags)), keep_replaced=request.keep_replaced,
     )

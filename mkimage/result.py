@@ -66,6 +66,14 @@ class BuildResult:
     """Everything preflight found wrong (bad input), one sentence each."""
     image_id: str | None = None
     image_size: int | None = None
+    engine: str | None = None
+    """docker or podman; None when no image was made (--rootfs-only)."""
+    tags: list[str] = field(default_factory=list)
+    """Every reference the image was tagged with: NAME:TAG, then the --extra-tag ones."""
+    replaced_images_removed: list[str] = field(default_factory=list)
+    """Images these tags pointed to before, removed because nothing else used them."""
+    replaced_images_kept: list[dict[str, str]] = field(default_factory=list)
+    """Images these tags pointed to before and that stay: {"image_id", "reason"}."""
     packages: list[str] = field(default_factory=list)
     package_manager: str | None = None
     bytes_streamed: int = 0
@@ -102,6 +110,14 @@ class BuildResult:
         if self.image_id:
             items.append(("image", self.reference))
             items.append(("image id", self.image_id))
+        if self.engine:
+            items.append(("engine", self.engine))
+        for reference in self.tags[1:]:
+            items.append(("also tagged", reference))
+        for image_id in self.replaced_images_removed:
+            items.append(("removed replaced image", image_id))
+        for kept in self.replaced_images_kept:
+            items.append(("kept replaced image", f"{kept['image_id']} ({kept['reason']})"))
         if self.image_size is not None:
             items.append(("size", human_bytes(self.image_size)))
         if self.packages:

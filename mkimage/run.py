@@ -20,6 +20,8 @@ PASSTHROUGH_ENV = (
     "PATH", "TMPDIR", "SOURCE_DATE_EPOCH", "http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "DOCKER_HOST", "DOCKER_CONFIG",
     "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
+    "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "CONTAINER_HOST",
+    "CONTAINER_CONNECTION",
 )
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 200
@@ -225,6 +227,7 @@ def run_pipe(
     log: BuildLog,
     on_progress: Callable[[int], None] | None = None,
     tee: Callable[[bytes], None] | None = None,
+    consumer_env: Mapping[str, str] | None = None,
 ) -> PipeResult:
     """producer | consumer, without a shell and without a temp file, counting the bytes (and handing them to
     tee as well, when given: one stream feeds the consumer and every other output).
@@ -235,7 +238,7 @@ def run_pipe(
     log.command([*producer, "|", *consumer])
     prod = spawn(producer, stdout=subprocess.PIPE, stderr=log.fileno())
     try:
-        cons = spawn(consumer, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cons = spawn(consumer, consumer_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except BaseException:
         stop_process_group(prod)
         raise

@@ -225,8 +225,9 @@ def labelled_images() -> list[str]:
     return out.split()
 
 
-def smoke_containers() -> list[str]:
-    return docker_out("ps", "--all", "--quiet", "--filter", "name=mkimage-smoke-").split()
+def smoke_containers(build_id: str = "") -> list[str]:
+    """Smoke containers of one build (other builds may share this daemon), or of any build."""
+    return docker_out("ps", "--all", "--quiet", "--filter", f"name=mkimage-smoke-{build_id}").split()
 
 
 def host_mounts_mentioning(text: str) -> list[str]:

@@ -122,11 +122,12 @@ def test_post_scriptlet_ran_and_yum_vars_copied(default_layer) -> None:
 
 
 def test_image_runs_and_has_bash_as_cmd(default_build) -> None:
+    _, report, _ = default_build
     reference = f"{DEFAULT_NAME}:{DEMO_VERSION}"
     assert image_config(reference)["Cmd"] == ["/bin/bash"]
     assert run_in_image(reference, "hello").stdout == "hello from demo\n"
     assert run_in_image(reference, "/bin/sh", "-c", "echo $((6*7))").stdout == "42\n"
-    assert smoke_containers() == []
+    assert smoke_containers(report["build_id"]) == []
 
 
 def test_explicit_tag_and_name_tag(build: Builder) -> None:
@@ -185,7 +186,7 @@ def assert_nothing_left(build: Builder, report: dict) -> None:
     assert build.leftovers() == [], "no rootfs or temp dir left"
     labelled = docker_out("image", "ls", "-q", "--filter", f"label=mkimage.build-id={report['build_id']}").split()
     assert labelled == [], "no image of the failed build left"
-    assert smoke_containers() == []
+    assert smoke_containers(report["build_id"]) == []
     assert host_mounts_mentioning(str(build.tmpdir)) == []
 
 

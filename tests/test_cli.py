@@ -33,7 +33,8 @@ def test_help_lists_the_script_flags() -> None:
     run = mkimage("-h")
     assert run.returncode == 0
     for flag in ("-y, --yum-config", "-p, --package", "-g, --group", "-t, --tag", "--profile", "--rootfs-in-memory",
-                 "--cache-dir", "--keep-rootfs", "--rootfs-only", "--no-smoke-test", "--smoke-cmd", "--report"):
+                 "--cache-dir", "--keep-rootfs", "--rootfs-only", "--no-smoke-test", "--smoke-cmd", "--report",
+                 "--engine", "--extra-tag", "--keep-replaced"):
         assert flag in run.stdout
 
 
@@ -160,7 +161,8 @@ def test_unset_releasever_is_caught_before_work(tmp_path: Path, tmpdir: Path) ->
 
 def test_unreachable_docker_daemon(repo_config: Path, tmpdir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
-    proc = subprocess.run([sys.executable, "-m", "mkimage", "-y", str(repo_config), "--tmpdir", str(tmpdir), "b"],
+    proc = subprocess.run([sys.executable, "-m", "mkimage", "--engine", "docker", "-y", str(repo_config), "--tmpdir",
+                           str(tmpdir), "b"],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: cannot talk to the docker daemon")
@@ -170,7 +172,7 @@ def test_unreachable_docker_daemon(repo_config: Path, tmpdir: Path, tmp_path: Pa
 
 NON_ROOT = """
 import os, sys, difflib  # stdlib modules imported lazily later may be unreadable to nobody (pyenv under /root)
-import mkimage.cli, mkimage.preflight, mkimage.pkgmgr, mkimage.profile, mkimage.docker, mkimage.context
+import mkimage.cli, mkimage.preflight, mkimage.pkgmgr, mkimage.profile, mkimage.engine, mkimage.context
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 mkimage.cli.main(sys.argv[1:])
 """
