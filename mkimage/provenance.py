@@ -22,7 +22,7 @@ from typing import IO, Any, Callable
 from . import __version__
 from .context import BuildContext
 from .errors import InstallError
-from .pkgmgr import repo_urls
+from .pkgmgr import FAILURE_PATTERNS, failure_hints, repo_urls, repos_use_releasever
 from .run import relevant_lines, run_streaming
 
 INPUTS_LABEL = "mkimage.inputs"
@@ -78,8 +78,9 @@ def fetch_metadata(ctx: BuildContext) -> dict[str, str]:
     result = run_streaming(pm.makecache_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output,
                            env=ctx.tool_env)
     if not result.ok:
-        raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}: a repository cannot "
-                           "be reached", details=relevant_lines(result.tail, ("error", "curl", "cannot")),
+        hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
+        raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}"
+                           + (f": {hints[0]}" if hints else ""), details=relevant_lines(result.tail, FAILURE_PATTERNS),
                            log_path=ctx.log.path)
     repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
     found = repo_metadata(ctx.rootfs / pm.cache_subdir, repo_ids)

@@ -221,7 +221,7 @@ def test_unreachable_repository(repo: Repo, build: Builder, tmp_path: Path) -> N
     run, report = failed(build, tmp_path, config=config)
     assert run.returncode == 3, run.stderr
     error = run.stderr[run.stderr.index("Error: "):]
-    assert error.splitlines()[0] == "Error: dnf install failed with exit code 1: a repository cannot be reached"
+    assert error.splitlines()[0] == "Error: dnf makecache failed with exit code 1: a repository cannot be reached"
     assert "Failed to download metadata for repo 'mkimage-demo'" in error
     assert_nothing_left(build, report)
 
