@@ -94,6 +94,8 @@ def _log_path(tmpdir: Path, name: str) -> Path:
               help="Smoke-test command instead of 'echo success' (must exit 0).")
 @click.option("--allow-scriptlet-failures", is_flag=True,
               help="Accept packages whose %post etc. failed (dnf exits 0 for them); default: fail.")
+@click.option("--no-sandbox", is_flag=True,
+              help="Run package scriptlets and profile chroot commands without the bwrap sandbox (warned, reported).")
 @click.option("--log-file", type=PATH_TYPE, default=None,
               help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
 @click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
@@ -105,8 +107,8 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, allow_scriptlet_failures: bool, log_file: Path | None, report: Path | None,
-        verbose: int, quiet: bool, debug: bool) -> None:
+        smoke_cmd: str | None, allow_scriptlet_failures: bool, no_sandbox: bool, log_file: Path | None,
+        report: Path | None, verbose: int, quiet: bool, debug: bool) -> None:
     """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker.
 
     \b
@@ -136,6 +138,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, log_file=log_file, report=report,
+        sandbox=not no_sandbox,
     )
     try:
         spec = preflight.check(request, profile or Profile(), profile_problems)
@@ -169,9 +172,14 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     result = BuildResult(name=spec.name, tag=spec.explicit_tag, package_manager=spec.package_manager.name)
     result.stages["preflight"] = preflight_seconds
     result.profile.applied = list(spec.profile.applied)
+    result.sandboxed = spec.sandbox
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
+    if not spec.sandbox:
+        from .sandbox import NO_SANDBOX_WARNING
+        ui.warn(NO_SANDBOX_WARNING)
+        result.warnings.append(NO_SANDBOX_WARNING)
     try:
         build(ctx)
         result.status, result.exit_code = "success", EXIT_OK

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from . import mounts
+from . import mounts, sandbox
 from .context import BuildContext
 from .devices import make_device_nodes, make_runtime_links
 from .errors import ProfileError
@@ -167,19 +167,34 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     commands = ctx.profile.commands
     if not commands:
         return
-    env = tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb", "TMPDIR": "/tmp"})
+    env = ctx.contained_env(tool_env({"PATH": CHROOT_PATH, "HOME": "/root", "TERM": "dumb", "TMPDIR": "/tmp"}))
     try:
-        with chroot_mounts(ctx.rootfs):
+        with chroot_mounts(ctx.rootfs) if not ctx.spec.sandbox else _sandbox_mount_points(ctx.rootfs):
             for argv in commands:
                 ctx.ui.info(f"running in the rootfs: {' '.join(argv)}")
-                result = run_streaming(["chroot", str(ctx.rootfs), *argv], log=ctx.log,
-                                       on_line=ctx.ui.tool_output, env=env)
+                result = run_streaming(chroot_command(ctx, argv), log=ctx.log, on_line=ctx.ui.tool_output, env=env)
                 outcome.commands_run.append(list(argv))
                 if not result.ok:
                     raise ProfileError(f"chroot command {' '.join(argv)!r} failed with exit code "
                                        f"{result.returncode}", details=result.tail[-8:], log_path=ctx.log.path)
     except mounts.MountError as err:
         raise ProfileError(f"cannot prepare the chroot for profile commands: {err}") from None
+
+
+def chroot_command(ctx: BuildContext, argv: tuple[str, ...]) -> list[str]:
+    """argv run with the rootfs as its root: under bwrap (its own /proc and /dev, no network unless the profile
+    asks), or with --no-sandbox a plain chroot."""
+    if ctx.spec.sandbox:
+        return sandbox.chroot_argv(argv, root=ctx.rootfs, network=ctx.profile.chroot_network)
+    return ["chroot", str(ctx.rootfs), *argv]
+
+
+@contextmanager
+def _sandbox_mount_points(root: Path) -> Iterator[None]:
+    """bwrap mounts its own /proc and /dev over these: real directories, never links out of the image."""
+    _real_dir(root, "proc", 0o555)
+    _real_dir(root, "dev", 0o755)
+    yield
 
 
 # --------------------------------------------------------------------------------------------- harden
@@ -280,8 +295,8 @@ def _dir_bytes(directory: Path | None) -> int:
 def rebuild_rpmdb(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     db_dir = rpmdb_dir(ctx)
     outcome.rpmdb_bytes_before = _dir_bytes(db_dir)
-    result = run_streaming(["rpm", "--root", str(ctx.rootfs), "--rebuilddb"], log=ctx.log,
-                           on_line=ctx.ui.tool_output, env=ctx.tool_env)
+    result = run_streaming(ctx.contained(["rpm", "--root", str(ctx.rootfs), "--rebuilddb"]), log=ctx.log,
+                           on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
         raise ProfileError("rpm --rebuilddb failed", details=relevant_lines(result.tail, ["error"]),
                            log_path=ctx.log.path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import docker, pkgmgr
+from . import docker, pkgmgr, sandbox
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
 from .pipeline import TMPFS_SIZE_ENV, parse_size
@@ -39,6 +39,7 @@ class Request:
     allow_scriptlet_failures: bool
     log_file: Path | None
     report: Path | None
+    sandbox: bool = True
 
 
 def default_tmpdir() -> Path:
@@ -92,10 +93,12 @@ def tool_problems(request: Request, profile: Profile) -> list[str]:
     needed = {"rpm": "to list and check the installed packages"}
     if not request.rootfs_only:
         needed.update(tar="to stream the rootfs into docker import", docker="to import and test the image")
-    if profile.commands:
+    if profile.commands and not request.sandbox:
         needed["chroot"] = "to run the profile's commands inside the rootfs"
     problems = [f"{tool} not found on PATH; it is needed {why}" for tool, why in needed.items()
                 if shutil.which(tool) is None]
+    if request.sandbox:
+        problems += [problem for problem in (sandbox.bwrap_problem(),) if problem]
     if not request.rootfs_only and shutil.which("tar") and not _is_gnu_tar():
         problems.append("tar is not GNU tar (needed for --numeric-owner streaming); install GNU tar")
     return problems
@@ -161,4 +164,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         rootfs_in_memory=request.rootfs_in_memory, cache_dir=request.cache_dir,
         keep_rootfs=request.keep_rootfs, rootfs_only=request.rootfs_only, smoke_test=request.smoke_test,
         smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,
+        sandbox=request.sandbox,
     )
