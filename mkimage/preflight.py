@@ -109,6 +109,11 @@ def _is_gnu_tar() -> bool:
     return result.ok and "GNU tar" in result.stdout
 
 
+def sandbox_probe_problem() -> str | None:
+    result = run_captured(list(sandbox.PROBE_ARGV), timeout=60)
+    return sandbox.probe_problem(result.returncode, result.tail)
+
+
 def host_has_release() -> bool:
     """Whether --releasever=/ can find a release package on this host."""
     if shutil.which("rpm") is None:
@@ -154,6 +159,7 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         problems = [problem for problem in (
             pkgmgr.releasever_problem(request.config, request.releasever, host_has_release()),
             None if request.rootfs_only else docker.daemon_problem(),
+            sandbox_probe_problem() if request.sandbox else None,
         ) if problem]
     if problems:
         raise Problems(problems)

@@ -77,6 +77,21 @@ def bwrap_problem() -> str | None:
     return None
 
 
+PROBE_ARGV = (BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+              "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--cap-drop", "ALL",
+              "--", "true")
+"""A sandbox with every namespace mkimage uses: preflight runs it once, to find a kernel or container that
+refuses them before any work."""
+
+
+def probe_problem(returncode: int, messages: Sequence[str]) -> str | None:
+    if returncode == 0:
+        return None
+    said = f": {messages[-1]}" if messages else ""
+    return (f"bwrap cannot make its sandbox here (exit {returncode}{said}); run mkimage where namespaces are "
+            "allowed (a privileged container, or the host), or pass --no-sandbox to run scriptlets uncontained")
+
+
 # ------------------------------------------------------------------------------------ what is visible
 def host_top_level_links(root: Path = Path("/")) -> dict[str, str]:
     """{'/bin': 'usr/bin', ...} for the top-level dirs that are symlinks on this host."""
@@ -164,14 +179,13 @@ def _mount_order(path: str) -> int:
 
 
 def package_manager_argv(argv: Sequence[str], *, workdir: Path, rootfs: Path, read_only: Iterable[str],
-                         top_level_links: Mapping[str, str], extra_writable: Iterable[Path] = ()) -> list[str]:
+                         top_level_links: Mapping[str, str]) -> list[str]:
     """bwrap ... -- argv, for the package manager (dnf or yum, so rpm and every scriptlet).
 
     Visible: /usr and the top-level library dirs, the few /etc files the package manager reads, the host's rpm
     database, and read_only (config_paths(): config, repo files, file:// repos, keys; the host's rpm database),
     all read-only.  Writable: the work dir
-    (rootfs, tmp, home; --cache-dir is a bind mount inside the rootfs, and binds are recursive) and
-    extra_writable.  Its own /proc, /dev and a private /tmp; the rest of the root is read-only and empty.
+    (rootfs, tmp, home; --cache-dir is a bind mount inside the rootfs, and binds are recursive).  Its own /proc, /dev and a private /tmp; the rest of the root is read-only and empty.
     The rootfs's /dev, where scriptlets find /dev/null, is bwrap's minimal one too (binds are nodev, so the
     image's own nodes could not be opened; and the host's console is not among bwrap's).  dnf keeps the host's
     network to download.
@@ -181,7 +195,7 @@ def package_manager_argv(argv: Sequence[str], *, workdir: Path, rootfs: Path, re
         if directory not in top_level_links:
             binds.append(("--ro-bind-try", directory))
     binds += [("--ro-bind-try", path) for path in (*HOST_ETC_READ_ONLY, *HOST_RPMDB_DIRS, *read_only) if path != "/"]
-    binds += [("--bind", str(path)) for path in (workdir, *extra_writable)]
+    binds.append(("--bind", str(workdir)))
     prefix = [*_common_argv(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
               "--tmpfs", "/run"]
     for link, target in sorted(top_level_links.items()):

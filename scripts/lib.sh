@@ -3,7 +3,8 @@
 
 MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$MKIMAGE_ROOT/.venv"
-APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables)
+APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables
+              bubblewrap gcc libc6-dev)
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/mkimage-dockerd.log}
 STARTED_DOCKERD_PID=""
 
