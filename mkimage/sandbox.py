@@ -47,7 +47,7 @@ HOST_ETC_READ_ONLY = (
     "/etc/python3", "/etc/libdnf",
 )
 # The host's rpm database: --releasever=/ reads the host's release package from it.  Where rpm keeps it is asked
-# (host_rpmdb_argv: Debian's rpm has ~/.rpmdb); these are bound as well.
+# (HOST_RPMDB_ARGV: Debian's rpm has ~/.rpmdb); these are bound as well.
 HOST_RPMDB_DIRS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
 # Repository options that name files the package manager opens.
 FILE_OPTIONS = ("baseurl", "mirrorlist", "metalink", "gpgkey", "sslcacert", "sslclientcert", "sslclientkey")
