@@ -145,6 +145,8 @@ class SectionedCommand(click.Command):
               help="Write an SBOM of the image's packages (repeatable; FORMAT spdx or cyclonedx).")
 @click.option("--sbom-format", type=click.Choice(["spdx", "cyclonedx"]), default="spdx", show_default=True,
               help="Format of --sbom paths given without one: SPDX 2.3 or CycloneDX 1.6 JSON.")
+@click.option("--no-sandbox", is_flag=True,
+              help="Run package scriptlets and profile chroot commands without the bwrap sandbox (warned, reported).")
 @click.option("--log-file", type=PATH_TYPE, default=None,
               help="Keep the full log here (default: a file in the tmpdir, kept only when the build fails).")
 @click.option("--report", type=PATH_TYPE, default=None, help="Write a JSON report of the build here.")
@@ -158,7 +160,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
         smoke_cmd: str | None, engine: str, extra_tags: tuple[str, ...], keep_replaced: bool,
         allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool,
-        sboms: tuple[str, ...], sbom_format: str, log_file: Path | None, report: Path | None,
+        sboms: tuple[str, ...], sbom_format: str, no_sandbox: bool, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
     """Build a minimal base image NAME[:TAG] from RPM repositories and import it into docker or podman.
 
@@ -198,6 +200,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         sboms=tuple(parse_request(text, sbom_format) for text in sboms),
         log_file=log_file, report=report,
         engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced,
+        sandbox=not no_sandbox,
     )
     try:
         spec = preflight.check(request, profile or Profile(), profile_problems)
@@ -232,10 +235,15 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
                          engine=spec.engine.name if spec.engine else None)
     result.stages["preflight"] = preflight_seconds
     result.profile.applied = list(spec.profile.applied)
+    result.sandboxed = spec.sandbox
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
     printed = None
+    if not spec.sandbox:
+        from .sandbox import NO_SANDBOX_WARNING
+        ui.warn(NO_SANDBOX_WARNING)
+        result.warnings.append(NO_SANDBOX_WARNING)
     try:
         build(ctx)
         result.status, result.exit_code = "success", EXIT_OK

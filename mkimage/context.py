@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sandbox
 from .engine import Engine
 from .pkgmgr import InstallRequest, PackageManager
 from .profile import Profile
 from .result import BuildResult
-from .run import BuildLog, tool_env
+from .run import BuildLog, run_captured, tool_env
 from .sbom import SbomRequest
 from .ui import Reporter
 
@@ -46,6 +47,8 @@ class BuildSpec:
     extra_tags: tuple[str, ...] = ()
     """--extra-tag: more tags for the same image, set only after the smoke test."""
     keep_replaced: bool = False
+    sandbox: bool = True
+    """Run the package manager and profile chroot commands under bwrap (--no-sandbox turns it off)."""
 
     @property
     def uses_engine(self) -> bool:
@@ -69,6 +72,7 @@ class BuildContext:
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
+    _host_paths: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.epoch is None:
@@ -126,6 +130,25 @@ class BuildContext:
     @property
     def smoke_container(self) -> str:
         return f"mkimage-smoke-{self.build_id}"
+
+    def contained(self, argv: list[str]) -> list[str]:
+        """The package manager's argv (or a host rpm's on the rootfs) in the sandbox, unless --no-sandbox."""
+        if not self.spec.sandbox:
+            return argv
+        assert self.workdir is not None, "the rootfs stage has not run"
+        if self._host_paths is None:
+            self._host_paths = [*sandbox.config_paths(self.spec.config), *self._host_rpmdb()]
+        return sandbox.package_manager_argv(argv, workdir=self.workdir, rootfs=self.rootfs,
+                                            read_only=self._host_paths, top_level_links=sandbox.host_top_level_links())
+
+    def _host_rpmdb(self) -> list[str]:
+        result = run_captured(list(sandbox.HOST_RPMDB_ARGV), log=self.log, env=self.tool_env, timeout=60)
+        db_path = result.stdout.strip()
+        return [db_path] if result.ok and db_path.startswith("/") else []
+
+    def contained_env(self, env: dict[str, str]) -> dict[str, str]:
+        """env reduced to the sandbox's allow-list, unless --no-sandbox."""
+        return sandbox.sandbox_env(env) if self.spec.sandbox else env
 
     def install_request(self) -> InstallRequest:
         return InstallRequest(

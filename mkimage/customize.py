@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import stat
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from . import mounts
+from . import mounts, sandbox
 from .context import BuildContext
 from .devices import make_device_nodes, make_runtime_links
 from .errors import ProfileError
@@ -172,12 +172,12 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     commands = ctx.profile.commands
     if not commands:
         return
-    env = chroot_env()
+    env = ctx.contained_env(chroot_env())
     try:
-        with chroot_mounts(ctx.rootfs):
+        with image_mounts(ctx):
             for argv in commands:
                 ctx.ui.info(f"running in the rootfs: {' '.join(argv)}")
-                result = run_streaming(["chroot", str(ctx.rootfs), *argv], log=ctx.log,
+                result = run_streaming(chroot_command(ctx, argv, network=ctx.profile.chroot_network), log=ctx.log,
                                        on_line=ctx.ui.tool_output, env=env)
                 outcome.commands_run.append(list(argv))
                 if not result.ok:
@@ -185,6 +185,28 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
                                        f"{result.returncode}", details=result.tail[-8:], log_path=ctx.log.path)
     except mounts.MountError as err:
         raise ProfileError(f"cannot prepare the chroot for profile commands: {err}") from None
+
+
+def chroot_command(ctx: BuildContext, argv: Sequence[str], *, network: bool = False) -> list[str]:
+    """argv run with the rootfs as its root: under bwrap (its own /proc and /dev, no network unless asked),
+    or with --no-sandbox a plain chroot (inside image_mounts)."""
+    if ctx.spec.sandbox:
+        return sandbox.chroot_argv(tuple(argv), root=ctx.rootfs, network=network)
+    return ["chroot", str(ctx.rootfs), *argv]
+
+
+def image_mounts(ctx: BuildContext) -> AbstractContextManager[None]:
+    """What a program run inside the image needs around it: bwrap brings its own /proc and /dev (it needs
+    real directories to mount them on); a plain chroot gets /proc and a private /dev mounted here."""
+    return _sandbox_mount_points(ctx.rootfs) if ctx.spec.sandbox else chroot_mounts(ctx.rootfs)
+
+
+@contextmanager
+def _sandbox_mount_points(root: Path) -> Iterator[None]:
+    """bwrap mounts its own /proc and /dev over these: real directories, never links out of the image."""
+    _real_dir(root, "proc", 0o555)
+    _real_dir(root, "dev", 0o755)
+    yield
 
 
 # --------------------------------------------------------------------------------------------- harden
@@ -285,8 +307,8 @@ def _dir_bytes(directory: Path | None) -> int:
 def rebuild_rpmdb(ctx: BuildContext, outcome: ProfileOutcome) -> None:
     db_dir = rpmdb_dir(ctx)
     outcome.rpmdb_bytes_before = _dir_bytes(db_dir)
-    result = run_streaming(["rpm", "--root", str(ctx.rootfs), "--rebuilddb"], log=ctx.log,
-                           on_line=ctx.ui.tool_output, env=ctx.tool_env)
+    result = run_streaming(ctx.contained(["rpm", "--root", str(ctx.rootfs), "--rebuilddb"]), log=ctx.log,
+                           on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
         raise ProfileError("rpm --rebuilddb failed", details=relevant_lines(result.tail, ["error"]),
                            log_path=ctx.log.path)

@@ -158,7 +158,8 @@ def install_packages(ctx: BuildContext) -> None:
             failures.setdefault(*failure)
 
     try:  # a GPG failure is explained from the files while the cache is still mounted
-        result = run_streaming(argv, log=ctx.log, on_line=on_line, env=ctx.tool_env)
+        result = run_streaming(ctx.contained(argv), log=ctx.log, on_line=on_line,
+                               env=ctx.contained_env(ctx.tool_env))
         if not result.ok:
             raise install_failure(ctx, result)
     finally:
@@ -200,8 +201,8 @@ def installed_packages(ctx: BuildContext) -> list[str]:
 
 def clean_packages(ctx: BuildContext) -> None:
     pm = ctx.spec.package_manager
-    result = run_streaming(pm.clean_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output,
-                           env=ctx.tool_env)
+    result = run_streaming(ctx.contained(pm.clean_argv(ctx.install_request())), log=ctx.log,
+                           on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
         ctx.ui.warn(f"{pm.name} clean all failed (exit {result.returncode}); the profile still removes caches")
 

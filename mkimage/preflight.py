@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import pkgmgr
+from . import pkgmgr, sandbox
 from .engine import Engine, missing_engine_problem, select_engine
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
@@ -48,6 +48,7 @@ class Request:
     engine: str = "auto"
     extra_tags: tuple[str, ...] = ()
     keep_replaced: bool = False
+    sandbox: bool = True
 
 
 def default_tmpdir() -> Path:
@@ -101,12 +102,14 @@ def tool_problems(request: Request, profile: Profile) -> list[str]:
     needed = {"rpm": "to list and check the installed packages"}
     if not request.rootfs_only:
         needed["tar"] = "to stream the rootfs into the container engine's import"
-    if profile.commands:
+    if profile.commands and not request.sandbox:
         needed["chroot"] = "to run the profile's commands inside the rootfs"
     problems = [f"{tool} not found on PATH; it is needed {why}" for tool, why in needed.items()
                 if shutil.which(tool) is None]
     if not request.rootfs_only:
         problems += [p for p in (missing_engine_problem(request.engine),) if p]
+    if request.sandbox:
+        problems += [problem for problem in (sandbox.bwrap_problem(),) if problem]
     if not request.rootfs_only and shutil.which("tar") and not _is_gnu_tar():
         problems.append("tar is not GNU tar (needed for --numeric-owner streaming); install GNU tar")
     return problems
@@ -115,6 +118,11 @@ def tool_problems(request: Request, profile: Profile) -> list[str]:
 def _is_gnu_tar() -> bool:
     result = run_captured(["tar", "--version"], timeout=30)
     return result.ok and "GNU tar" in result.stdout
+
+
+def sandbox_probe_problem() -> str | None:
+    result = run_captured(list(sandbox.PROBE_ARGV), timeout=60)
+    return sandbox.probe_problem(result.returncode, result.tail)
 
 
 def host_has_release() -> bool:
@@ -196,8 +204,10 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
     engine: Engine | None = None
     if not problems:  # these ask other programs: only worth it once everything else is right
         engine, problems = engine_problems(request, profile)
-        releasever = pkgmgr.releasever_problem(request.config, request.releasever, host_has_release())
-        problems = [releasever, *problems] if releasever else problems
+        problems = [problem for problem in (
+            pkgmgr.releasever_problem(request.config, request.releasever, host_has_release()),
+            sandbox_probe_problem() if request.sandbox else None,
+        ) if problem] + problems
     if problems:
         raise Problems(problems)
     assert manager is not None
@@ -211,4 +221,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         reproducible=request.reproducible or epoch is not None, skip_unchanged=request.skip_unchanged,
         sboms=request.sboms,
         engine=engine, extra_tags=tuple(dict.fromkeys(request.extra_tags)), keep_replaced=request.keep_replaced,
+        sandbox=request.sandbox,
     )

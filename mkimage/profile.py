@@ -232,7 +232,7 @@ SCHEMA: dict[str, Any] = {
         "write": _list_of(_table(WRITE_SCHEMA, required=("path", "content"))),
         "set": _list_of(_table(SET_SCHEMA, required=("path",))),
     },
-    "chroot": {"commands": _list_of(_argv)},
+    "chroot": {"commands": _list_of(_argv), "network": _bool},
     "hardening": {
         "strip_setuid": _bool,
         "setuid_allow": _list_of(_image_path(False)),
@@ -402,6 +402,8 @@ class Profile:
     write: tuple[FileWrite, ...] = ()
     set: tuple[FileSet, ...] = ()
     commands: tuple[tuple[str, ...], ...] = ()
+    chroot_network: bool = False
+    """[chroot] network = true: the chroot commands share the host's network (default: none)."""
     hardening: Hardening = Hardening()
     image: ImageSettings = ImageSettings()
     smoke: tuple[tuple[str, ...], ...] = ()
@@ -437,6 +439,7 @@ def profile_from_data(data: Mapping[str, Any], applied: Sequence[str]) -> Profil
         set=tuple(FileSet(s["path"], _mode_int(s.get("mode")), s.get("owner"), s.get("group"))
                   for s in files.get("set", ())),
         commands=tuple(tuple(argv) for argv in data.get("chroot", {}).get("commands", ())),
+        chroot_network=data.get("chroot", {}).get("network", False),
         hardening=Hardening(
             strip_setuid=hardening.get("strip_setuid", False),
             setuid_allow=tuple(hardening.get("setuid_allow", ())),

@@ -75,8 +75,8 @@ def digest(document: dict[str, Any]) -> str:
 def fetch_metadata(ctx: BuildContext) -> dict[str, str]:
     """makecache into the rootfs (the install reuses it), then the metadata digests of the enabled repos."""
     pm = ctx.spec.package_manager
-    result = run_streaming(pm.makecache_argv(ctx.install_request()), log=ctx.log, on_line=ctx.ui.tool_output,
-                           env=ctx.tool_env)
+    result = run_streaming(ctx.contained(pm.makecache_argv(ctx.install_request())), log=ctx.log,
+                           on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
         hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
         raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}"

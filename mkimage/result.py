@@ -85,6 +85,8 @@ class BuildResult:
     rpmdb: RpmdbOutcome = field(default_factory=RpmdbOutcome)
     rootfs: str | None = None
     rootfs_in_memory: bool = False
+    sandboxed: bool = True
+    """False with --no-sandbox: scriptlets and chroot commands ran uncontained."""
     rootfs_kept: bool = False
     log_file: str | None = None
     peak_rss_bytes: int | None = None

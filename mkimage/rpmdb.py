@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
 from .context import BuildContext
-from .customize import chroot_env, chroot_mounts
+from .customize import chroot_command, chroot_env, image_mounts
 from .errors import InstallError
 from .fsutil import ConfinementError, glob_in_root, host_path, remove_tree, resolve_in_root
 from .run import CommandResult, run_captured
@@ -305,6 +305,6 @@ def host_rpm_version() -> str:
 
 
 def run_in_image(ctx: BuildContext, argv: list[str]) -> CommandResult:
-    """The image's own program, chrooted into the rootfs with /proc and a private /dev."""
-    with chroot_mounts(ctx.rootfs):
-        return run_captured(["chroot", str(ctx.rootfs), *argv], log=ctx.log, env=chroot_env(), timeout=600)
+    """The image's own program with the rootfs as its root, in the sandbox, without network."""
+    with image_mounts(ctx):
+        return run_captured(chroot_command(ctx, argv), log=ctx.log, env=ctx.contained_env(chroot_env()), timeout=600)

@@ -5,7 +5,7 @@ MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$MKIMAGE_ROOT/.venv"
 APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables
               skopeo docker-registry apache2-utils openssl podman runc uidmap slirp4netns fuse-overlayfs
-              containernetworking-plugins conmon catatonit isal bubblewrap gcc gnupg diffoscope-minimal)
+              containernetworking-plugins conmon catatonit isal bubblewrap gcc libc6-dev gnupg diffoscope-minimal)
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/mkimage-dockerd.log}
 STARTED_DOCKERD_PID=""
 

@@ -553,6 +553,21 @@ def secrets_package() -> Package:
     return pkg
 
 
+def hostile_package(scratch: Path) -> Package:
+    """A %post that attacks the build host (scripts/demo-hostile.c, built static): for the sandbox tests.
+    In no group: installed only with -p demo-hostile."""
+    binary = scratch / "demo-hostile"
+    run([find_tool("gcc", ("/usr/bin",)), "-static", "-O2", "-Wall", "-o", str(binary),
+         str(Path(__file__).resolve().parent / "demo-hostile.c")])
+    pkg = Package("demo-hostile", "Package whose %post attacks the build host", noarch=False)
+    pkg.requires_post = ["/bin/sh"]
+    pkg.dir("/var/lib/demo-hostile")
+    pkg.file("/usr/bin/demo-hostile", binary, 0o755)
+    # /dev/null must work in a sandboxed scriptlet, as in any ordinary one: if it does not, the %post fails.
+    pkg.post = "echo 'demo-hostile: attacking' >/dev/null || exit 1\n/usr/bin/demo-hostile post"
+    return pkg
+
+
 def worldwritable_package() -> Package:
     pkg = Package("demo-worldwritable", "World-writable files and directories")
     pkg.dir("/var/lib/demo-ww", 0o755)
@@ -878,6 +893,7 @@ def base_packages(scratch: Path) -> list[Package]:
         secrets_package(),
         worldwritable_package(),
         *rpm_packages(glibc),
+        hostile_package(scratch),
     ]
 
 
