@@ -124,9 +124,23 @@ class SectionedCommand(click.Command):
 @click.option("--no-smoke-test", is_flag=True, help="Do not run the image before tagging it.")
 @click.option("--smoke-cmd", default=None, metavar="CMD",
               help="Smoke-test command instead of 'echo success' (must exit 0).")
-@click.option("--engine", type=click.Choice(["auto", "docker", "podman"]), default="auto", show_default=True,
-              help="Container engine that imports, tests and tags the image (auto: docker when its daemon "
-                   "answers, else podman).")
+@click.option("--engine", type=click.Choice(["auto", "docker", "podman", "none"]), default="auto",
+              show_default=True, help="Container engine that imports, tests and tags the image (auto: docker when "
+                                      "its daemon answers, else podman; none: no engine, no smoke test, --output only).")
+@click.option("--output", "outputs", multiple=True, metavar="FORMAT:PATH",
+              help="Also write the image as oci-archive:PATH, oci:DIR or docker-archive:PATH (repeatable), "
+                   "from the same stream.")
+@click.option("--push", is_flag=True,
+              help="After the smoke test, push every tag of NAME (which names the registry) with skopeo; stdout "
+                   "is then NAME:TAG@sha256:... per tag.")
+@click.option("--authfile", type=PATH_TYPE, default=None,
+              help="Registry credentials (default: $REGISTRY_AUTH_FILE, containers' auth.json, "
+                   "~/.docker/config.json).")
+@click.option("--registry-cert-dir", type=PATH_TYPE, default=None,
+              help="CA (*.crt) and client certificates for the registry (default: /etc/containers/certs.d/HOST, "
+                   "/etc/docker/certs.d/HOST).")
+@click.option("--tls-verify", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
+              help="Verify the registry's certificate; --tls-verify=false is warned.")
 @click.option("--extra-tag", "extra_tags", multiple=True, metavar="TAG",
               help="Another tag for the same image, set after the smoke test (repeatable).")
 @click.option("--keep-replaced", is_flag=True,
@@ -158,7 +172,8 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
-        smoke_cmd: str | None, engine: str, extra_tags: tuple[str, ...], keep_replaced: bool,
+        smoke_cmd: str | None, engine: str, outputs: tuple[str, ...], push: bool, authfile: Path | None,
+        registry_cert_dir: Path | None, tls_verify: bool, extra_tags: tuple[str, ...], keep_replaced: bool,
         allow_scriptlet_failures: bool, allow_rpmdb_mismatch: bool, reproducible: bool, skip_unchanged: bool,
         sboms: tuple[str, ...], sbom_format: str, no_sandbox: bool, log_file: Path | None, report: Path | None,
         verbose: int, quiet: bool, debug: bool) -> None:
@@ -199,7 +214,8 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         reproducible=reproducible, skip_unchanged=skip_unchanged,
         sboms=tuple(parse_request(text, sbom_format) for text in sboms),
         log_file=log_file, report=report,
-        engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced,
+        engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced, outputs=outputs, push=push,
+        authfile=authfile, registry_cert_dir=registry_cert_dir, tls_verify=tls_verify,
         sandbox=not no_sandbox,
     )
     try:
@@ -273,6 +289,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     ui.summary(result)
     if result.rootfs_kept:
         ui.info(f"rootfs kept at {result.rootfs}")
+    if result.pushed and not printed:
+        printed = "\n".join(result.pushed)
     click.echo(printed or (result.rootfs if spec.rootfs_only else result.reference))
 
 

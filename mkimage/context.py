@@ -7,6 +7,8 @@ from pathlib import Path
 
 from . import sandbox
 from .engine import Engine
+from .oci import Image, Output
+from .publish import RegistryOptions
 from .pkgmgr import InstallRequest, PackageManager
 from .profile import Profile
 from .result import BuildResult
@@ -48,11 +50,19 @@ class BuildSpec:
     """--extra-tag: more tags for the same image, set only after the smoke test."""
     keep_replaced: bool = False
     sandbox: bool = True
+    outputs: tuple[Output, ...] = ()
+    push: bool = False
+    registry: RegistryOptions | None = None
     """Run the package manager and profile chroot commands under bwrap (--no-sandbox turns it off)."""
 
     @property
     def uses_engine(self) -> bool:
         return self.engine is not None
+
+    @property
+    def exports(self) -> bool:
+        """An image leaves the rootfs: into an engine, an --output, or a registry."""
+        return self.uses_engine or bool(self.outputs) or self.push
 
 
 @dataclass
@@ -69,6 +79,9 @@ class BuildContext:
     cache_lock: int | None = None
     """The --cache-dir's lock, held from the inputs stage to the end of the install."""
     cache_mount: Path | None = None
+    oci_image: Image | None = None
+    """The image mkimage wrote itself (for --output, --push, and a reproducible build's load)."""
+    push_archive: Path | None = None
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None

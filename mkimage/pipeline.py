@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -13,17 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import cache, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
+from . import cache, export, gpgcheck, mounts, provenance, publish, reproducible, rpmdb, sbom
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
-from .engine import tar_argv
 from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError, Unchanged
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
 from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repo_urls, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
 from .replaced import previous_images, remove_unused, replaced_ids
-from .run import CommandResult, relevant_lines, run_captured, run_pipe, run_streaming, tool_env
+from .run import CommandResult, relevant_lines, run_captured, run_streaming
 from .ui import human_bytes
 
 RELEASE_FILES = ("/etc/redhat-release", "/etc/system-release")
@@ -230,55 +228,7 @@ def find_version(ctx: BuildContext) -> None:
     ctx.ui.info(f"tag: {ctx.result.reference}")
 
 
-# ----------------------------------------------------------------------------------- export, smoke
-def image_cmd(ctx: BuildContext) -> tuple[str, ...] | None:
-    """The profile's cmd; else its default_cmd when that program exists in the image."""
-    settings = ctx.profile.image
-    if settings.cmd:
-        return settings.cmd
-    default = settings.default_cmd
-    if default and _is_executable_in_root(ctx.rootfs, default[0]):
-        return default
-    return None
-
-
-def _is_executable_in_root(root: Path, program: str) -> bool:
-    if not program.startswith("/"):
-        return False
-    path = host_path(root, resolve_in_root(root, program))
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
-
-
-def export_image(ctx: BuildContext) -> None:
-    """tar --numeric-owner -c -C ROOT . | ENGINE import -, streamed, imported untagged.
-    The engine's TMPDIR is the build's own (podman stages the stream there), so a killed import leaves
-    nothing in the caller's."""
-    engine = ctx.engine
-    ctx.result.labels = provenance.labels(ctx)
-    labels = {**ctx.result.labels, BUILD_ID_LABEL: ctx.build_id}
-    changes = engine.image_changes(ctx.profile.image, image_cmd(ctx), labels)
-    for change in changes:
-        ctx.ui.detail(f"--change {change}")
-    tar = tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
-    result = run_pipe(tar, engine.import_argv(changes), log=ctx.log,
-                      on_progress=lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed"),
-                      consumer_env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}))
-    ctx.result.bytes_streamed = result.bytes_moved
-    if result.producer_code != 0:
-        raise ExportError(f"tar failed with exit code {result.producer_code}; nothing was imported",
-                          log_path=ctx.log.path)
-    image_id = result.consumer_stdout.strip().splitlines()[-1] if result.consumer_stdout.strip() else ""
-    if result.consumer_code != 0 or not image_id.startswith("sha256:"):
-        raise ExportError(f"{engine.name} import failed with exit code {result.consumer_code}",
-                          details=result.consumer_tail[-5:], log_path=ctx.log.path)
-    ctx.image_id = ctx.result.image_id = image_id
-    ctx.ui.info(f"imported {image_id[:19]} into {engine.name} ({human_bytes(result.bytes_moved)} streamed)")
-
-
+# ----------------------------------------------------------------------------------------- smoke, tag
 def smoke_test(ctx: BuildContext) -> None:
     """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
     assert ctx.image_id is not None
@@ -294,6 +244,7 @@ def smoke_test(ctx: BuildContext) -> None:
             raise SmokeTestError(f"smoke test {' '.join(command)!r} failed (exit code {result.returncode}); "
                                  f"{ctx.spec.name} was not tagged", details=said, log_path=ctx.log.path)
         ctx.ui.info(f"smoke test passed: {' '.join(command)}")
+    ctx.result.smoke_tested = True
 
 
 def write_sboms(ctx: BuildContext) -> None:
@@ -351,11 +302,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("rpmdb", "Placing the rpm database for the image's own rpm", rpmdb.finalize),
     Stage("scrub", "Removing what records the build's time", reproducible.scrub, lambda ctx: ctx.epoch is not None),
     Stage("version", "Finding the version", find_version, lambda ctx: not ctx.spec.rootfs_only),
-    Stage("export", "Streaming the rootfs into the container engine", export_image,
-          lambda ctx: ctx.spec.uses_engine),
+    Stage("export", "Streaming the rootfs into the engine and the outputs", export.export,
+          lambda ctx: ctx.spec.exports),
     Stage("smoke", "Smoke-testing the image", smoke_test,
           lambda ctx: ctx.spec.uses_engine and ctx.spec.smoke_test),
     Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine),
+    Stage("push", "Pushing to the registry", publish.push_stage, lambda ctx: ctx.spec.push),
     Stage("sbom", "Writing the SBOM", write_sboms, lambda ctx: bool(ctx.spec.sboms)),
 )
 

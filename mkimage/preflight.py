@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import pkgmgr, sandbox
+from . import oci, pkgmgr, publish, sandbox
 from .engine import Engine, missing_engine_problem, select_engine
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
@@ -46,6 +46,11 @@ class Request:
     log_file: Path | None
     report: Path | None
     engine: str = "auto"
+    outputs: tuple[str, ...] = ()
+    push: bool = False
+    authfile: Path | None = None
+    registry_cert_dir: Path | None = None
+    tls_verify: bool = True
     extra_tags: tuple[str, ...] = ()
     keep_replaced: bool = False
     sandbox: bool = True
@@ -106,7 +111,7 @@ def tool_problems(request: Request, profile: Profile) -> list[str]:
         needed["chroot"] = "to run the profile's commands inside the rootfs"
     problems = [f"{tool} not found on PATH; it is needed {why}" for tool, why in needed.items()
                 if shutil.which(tool) is None]
-    if not request.rootfs_only:
+    if not request.rootfs_only and request.engine != "none":
         problems += [p for p in (missing_engine_problem(request.engine),) if p]
     if request.sandbox:
         problems += [problem for problem in (sandbox.bwrap_problem(),) if problem]
@@ -168,7 +173,7 @@ def source_date_epoch() -> tuple[int | None, str | None]:
 def engine_problems(request: Request, profile: Profile) -> tuple[Engine | None, list[str]]:
     """The container engine (None with --rootfs-only), asked whether it works, and what its import
     cannot express."""
-    if request.rootfs_only:
+    if request.rootfs_only or request.engine == "none":
         return None, []
     engine, problem = select_engine(request.engine)
     if problem or engine is None:
@@ -176,11 +181,39 @@ def engine_problems(request: Request, profile: Profile) -> tuple[Engine | None, 
     return engine, engine.change_problems(profile.image)
 
 
+def registry_options(request: Request, name: str) -> publish.RegistryOptions | None:
+    if not request.push:
+        return None
+    host = publish.registry_host(name)
+    return publish.RegistryOptions(authfile=publish.resolve_authfile(request.authfile, os.environ, host),
+                                   cert_dir=publish.cert_dir_for(host, request.registry_cert_dir),
+                                   tls_verify=request.tls_verify)
+
+
+def output_problems(request: Request, name: str, tags: Sequence[str]) -> tuple[tuple[oci.Output, ...], list[str]]:
+    """--output, --push and --engine none, which go together."""
+    parsed = [oci.parse_output(spec) for spec in request.outputs]
+    outputs = tuple(item for item in parsed if isinstance(item, oci.Output))
+    problems = [item for item in parsed if isinstance(item, str)]
+    seen = [output.path for output in outputs]
+    problems += [f"--output {path} is given twice" for path in sorted(set(seen)) if seen.count(path) > 1]
+    if request.rootfs_only and (request.outputs or request.push):
+        problems.append("--rootfs-only builds no image: drop --output and --push, or --rootfs-only")
+    if request.engine == "none" and not (request.outputs or request.push) and not request.rootfs_only:
+        problems.append("--engine none imports nothing: give --output FORMAT:PATH (or --push)")
+    if request.push and name:
+        references = [f"{name}:{tag}" for tag in tags] or [f"{name}:latest"]
+        problems += publish.push_problems(references, request.authfile, os.environ, request.registry_cert_dir)
+        problems += [p for p in (publish.archive_problem(request.tmpdir / "x"),) if p]
+    return outputs, problems
+
+
 def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
     """The BuildSpec, or Problems listing everything that is wrong."""
     name_problems, name, explicit_tag = reference_problems(request.reference, request.tag)
     manager, manager_problem = pkgmgr.detect(request.pkg_manager)
     epoch, epoch_problem = source_date_epoch()
+    outputs, outputs_problems = output_problems(request, name, [t for t in (explicit_tag, *request.extra_tags) if t])
     config_problem = pkgmgr.config_problem(request.config)
     candidates: list[str | None] = [
         None if os.geteuid() == 0 else ("mkimage must run as root (it makes device nodes and installs into a "
@@ -199,6 +232,7 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         *option_problems(request),
         epoch_problem,
         reproducible_problem(request, manager, epoch),
+        *outputs_problems,
     ]
     problems = [problem for problem in candidates if problem]
     engine: Engine | None = None
@@ -221,5 +255,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         reproducible=request.reproducible or epoch is not None, skip_unchanged=request.skip_unchanged,
         sboms=request.sboms,
         engine=engine, extra_tags=tuple(dict.fromkeys(request.extra_tags)), keep_replaced=request.keep_replaced,
-        sandbox=request.sandbox,
+        sandbox=request.sandbox, outputs=outputs, push=request.push, registry=registry_options(request, name),
     )

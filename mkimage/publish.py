@@ -23,8 +23,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
+if TYPE_CHECKING:
+    from .context import BuildContext
 from .errors import MkimageError, PushError
 from .reference import split_reference
 from .run import BuildLog, CommandResult, run_captured, run_streaming
@@ -494,3 +496,16 @@ def restore_tags(touched: Sequence[Target], previous: Mapping[Target, str | None
         else:
             notes.append(f"could not put {target.reference} back to {old}: {outcome.failure.reason}")
     return notes
+
+
+# ------------------------------------------------------------------------------------------- the stage
+def push_stage(ctx: BuildContext) -> None:
+    """Push the image mkimage wrote (the one whose layer the engine smoke-tested) to every tag of NAME."""
+    assert ctx.oci_image is not None and ctx.push_archive is not None and ctx.spec.registry is not None
+    options = ctx.spec.registry
+    warning = tls_warning(options, registry_host(ctx.spec.name))
+    if warning:
+        ctx.ui.warn(warning)
+        ctx.result.warnings.append(warning)
+    ctx.result.pushed = push(ctx.push_archive, ctx.oci_image.manifest_digest, ctx.references, options, ctx.log,
+                             on_progress=ctx.ui.info)

@@ -100,6 +100,12 @@ class BuildResult:
     reproducible: bool = False
     reproducible_scrubbed: list[str] = field(default_factory=list)
     sboms: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    archive: dict[str, Any] = field(default_factory=dict)
+    """The image mkimage wrote itself: image_id (config digest), manifest_digest, layer."""
+    pushed: list[str] = field(default_factory=list)
+    """NAME:TAG@sha256:... for every tag pushed."""
+    smoke_tested: bool = False
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
