@@ -215,7 +215,7 @@ def test_missing_podman_is_caught_in_preflight(repo: Repo, tmp_path: Path) -> No
     """PATH has every tool but podman."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("dnf", "rpm", "tar", "docker", "chroot"):
+    for tool in ("dnf", "rpm", "tar", "docker", "chroot", "bwrap"):
         found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         (bin_dir / tool).symlink_to(found)
     tmpdir = tmp_path / "tmp"
