@@ -125,11 +125,25 @@ def work_out_inputs(ctx: BuildContext) -> None:
     if ctx.epoch is not None:
         ctx.result.created, ctx.result.reproducible = ctx.epoch, True
     ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
-    if ctx.spec.skip_unchanged and ctx.spec.engine is not None:
-        built = ctx.engine.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, ctx.result.inputs), ctx.log)
-        existing = provenance.matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
+    if ctx.spec.skip_unchanged:
+        existing = unchanged_image(ctx)
         if existing:
             raise Unchanged(existing)
+
+
+def unchanged_image(ctx: BuildContext) -> str | None:
+    """NAME[:TAG] built from the same inputs: in the registry with --push (where the product is), else in the
+    engine."""
+    inputs = ctx.result.inputs
+    assert inputs is not None
+    if ctx.spec.push and ctx.spec.registry is not None:
+        reference = f"{ctx.spec.name}:{ctx.spec.explicit_tag}"
+        labels = publish.remote_labels(reference, ctx.spec.registry, ctx.log) or {}
+        return reference if labels.get(provenance.INPUTS_LABEL) == inputs else None
+    if ctx.spec.engine is None:
+        return None
+    built = ctx.engine.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, inputs), ctx.log)
+    return provenance.matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
 
 
 def derive_epoch(ctx: BuildContext) -> int:

@@ -199,6 +199,8 @@ def output_problems(request: Request, name: str, tags: Sequence[str]) -> tuple[t
     problems += [f"--output {path} is given twice" for path in sorted(set(seen)) if seen.count(path) > 1]
     if request.rootfs_only and (request.outputs or request.push):
         problems.append("--rootfs-only builds no image: drop --output and --push, or --rootfs-only")
+    if request.skip_unchanged and request.push and not tags:
+        problems.append("--skip-unchanged with --push compares the registry's NAME:TAG: give the tag (-t or NAME:TAG)")
     if request.engine == "none" and not (request.outputs or request.push) and not request.rootfs_only:
         problems.append("--engine none imports nothing: give --output FORMAT:PATH (or --push)")
     if request.push and name:

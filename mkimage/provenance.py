@@ -15,12 +15,12 @@ import hashlib
 import json
 import lzma
 import re
-import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from . import __version__
 from .context import BuildContext
+from .oci import rfc3339
 from .errors import InstallError
 from .pkgmgr import FAILURE_PATTERNS, failure_hints, repo_urls, repos_use_releasever
 from .run import relevant_lines, run_streaming
@@ -30,10 +30,6 @@ CREATED_LABEL = "org.opencontainers.image.created"
 VERSION_LABEL = "org.opencontainers.image.version"
 TITLE_LABEL = "org.opencontainers.image.title"
 DNF_CACHE_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
-
-
-def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def repo_metadata(cache_dir: Path, repo_ids: set[str]) -> dict[str, str]:

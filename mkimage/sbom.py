@@ -21,12 +21,13 @@ import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import __version__
 from .errors import ExportError
+from .oci import rfc3339
 from .fsutil import ConfinementError, host_path, resolve_in_root
 from .run import CommandResult
 from .spdx_ids import DEPRECATED_IDS, EXCEPTION_IDS, LICENSE_IDS, LICENSE_LIST_VERSION
@@ -242,10 +243,6 @@ class ImageSubject:
 def _has_registry(name: str) -> bool:
     first, _, rest = name.partition("/")
     return bool(rest) and ("." in first or ":" in first or first == "localhost")
-
-
-def _timestamp(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ------------------------------------------------------------------------------------------ licenses
@@ -481,7 +478,7 @@ def spdx_document(packages: Sequence[RpmPackage], subject: ImageSubject, os_rele
         "name": f"{subject.name}:{subject.tag}",
         "documentNamespace": "",
         "creationInfo": {
-            "created": _timestamp(subject.created),
+            "created": rfc3339(subject.created),
             "creators": [f"Tool: {tool}"],
             "licenseListVersion": ".".join(LICENSE_LIST_VERSION.split(".")[:2]),
         },
@@ -514,7 +511,7 @@ def _spdx_image(subject: ImageSubject) -> dict[str, Any]:
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": "NOASSERTION",
         "copyrightText": "NOASSERTION",
-        "releaseDate": _timestamp(subject.created),
+        "releaseDate": rfc3339(subject.created),
     }
     if subject.digest_hex:
         image["checksums"] = [{"algorithm": "SHA256", "checksumValue": subject.digest_hex}]
@@ -556,7 +553,7 @@ def _spdx_package(package: RpmPackage, spdx_id: str, os_release: Mapping[str, st
     if homepage:
         entry["homepage"] = homepage
     if package.buildtime is not None:
-        entry["builtDate"] = _timestamp(package.buildtime)
+        entry["builtDate"] = rfc3339(package.buildtime)
     return entry
 
 
@@ -586,7 +583,7 @@ def cyclonedx_document(packages: Sequence[RpmPackage], subject: ImageSubject, os
         "serialNumber": "",
         "version": 1,
         "metadata": {
-            "timestamp": _timestamp(subject.created),
+            "timestamp": rfc3339(subject.created),
             "tools": {"components": [{"type": "application", "name": tool_name or tool,
                                       **({"version": tool_version} if tool_name else {})}]},
             "component": _cdx_image(subject),

@@ -72,6 +72,23 @@ def test_push_a_built_image_and_pull_it_back_by_digest(build: Builder, registry:
         subprocess.run(["docker", "image", "rm", f"{name}@{digest}"], capture_output=True)
 
 
+def test_skip_unchanged_asks_the_registry(build: Builder, registry: Registry, ca: Ca, tmp_path: Path) -> None:
+    authfile = write_authfile(tmp_path / "auth.json", registry.host, "ci", PASSWORD)
+    name = f"{registry.host}/base/nightly"
+    push = ("-t", "9", "--push", "--authfile", str(authfile), "--registry-cert-dir", str(ca.cert_dir))
+    first = build(*push, name=name)
+    assert first.returncode == 0, first.stderr
+    pushed = registry.digest(f"{name}:9", authfile)
+    report_path = tmp_path / "again.json"
+    again = build(*push, "--skip-unchanged", "--report", str(report_path), name=name)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"{name}:9\n"
+    assert json.loads(report_path.read_text())["status"] == "unchanged"
+    assert registry.digest(f"{name}:9", authfile) == pushed
+    untagged = build("--push", "--skip-unchanged", "--authfile", str(authfile), name=name)
+    assert untagged.returncode == 2 and "give the tag" in untagged.stderr
+
+
 def test_a_failed_push_has_its_own_exit_code(build: Builder, registry: Registry, ca: Ca, tmp_path: Path) -> None:
     authfile = write_authfile(tmp_path / "auth.json", registry.host, "ci", "wrong-password")
     run = build("-t", "x", "--push", "--authfile", str(authfile), "--registry-cert-dir", str(ca.cert_dir),
