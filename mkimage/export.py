@@ -19,7 +19,7 @@ from .context import BUILD_ID_LABEL, BuildContext
 from .engine import tar_argv
 from .errors import ExportError
 from .fsutil import host_path, resolve_in_root
-from .run import PipeResult, run_captured, run_pipe, run_producer, tool_env
+from .run import PipeResult, run_feeding, run_pipe, run_producer, tool_env
 from .ui import human_bytes
 
 LOADED_ID_RE = re.compile(r"(?:Loaded image ID|Loaded image\(s\)|Loaded image): *(?:sha256:)?([0-9a-f]{64})")
@@ -33,6 +33,12 @@ def loads_archive(ctx: BuildContext) -> bool:
 
 def needs_layer(ctx: BuildContext) -> bool:
     return bool(ctx.spec.outputs) or ctx.spec.push or loads_archive(ctx)
+
+
+def layer_compression(ctx: BuildContext) -> str:
+    """gzip for what leaves this machine (outputs, registries); a layer only loaded into the local engine stays
+    uncompressed (the image ID, the config digest, does not depend on it)."""
+    return "gzip" if ctx.spec.outputs or ctx.spec.push else "none"
 
 
 def image_labels(ctx: BuildContext) -> dict[str, str]:
@@ -86,7 +92,7 @@ def export(ctx: BuildContext) -> None:
         ctx.ui.warn(NO_ENGINE_WARNING)
         ctx.result.warnings.append(NO_ENGINE_WARNING)
     tar = tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
-    writer = oci.LayerWriter(ctx.tool_tmpdir, "gzip") if needs_layer(ctx) else None
+    writer = oci.LayerWriter(ctx.tool_tmpdir, layer_compression(ctx)) if needs_layer(ctx) else None
     try:
         if ctx.spec.engine is not None and not loads_archive(ctx):
             import_stream(ctx, tar, labels, writer)
@@ -171,14 +177,12 @@ def write_outputs(ctx: BuildContext, image: oci.Image) -> None:
 
 
 def load(ctx: BuildContext, image: oci.Image) -> None:
-    """ENGINE load of mkimage's own archive, untagged (the tag comes after the smoke test)."""
+    """ENGINE load of mkimage's own archive, streamed into its stdin, untagged (the tag comes after the smoke
+    test)."""
     engine = ctx.engine
-    archive = ctx.workdir_path("load.tar")
-    oci.write_docker_archive(archive, image, ())
     ctx.image_id = ctx.result.image_id = image.image_id  # known before the load: cleanup can remove it
-    result = run_captured(engine.load_argv(archive), log=ctx.log, env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}),
-                          timeout=3600)
-    archive.unlink()
+    result = run_feeding([engine.binary, "load"], lambda stdin: oci.write_layout_tar_to(stdin, image, (), ()),
+                         log=ctx.log, env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}))
     loaded = LOADED_ID_RE.search(result.stdout)
     if not result.ok or loaded is None or f"sha256:{loaded.group(1)}" != image.image_id:
         raise ExportError(f"{engine.name} load failed (exit code {result.returncode})",

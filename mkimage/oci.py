@@ -486,6 +486,28 @@ def _tar_entry(name: str, mtime: int, size: int = 0, directory: bool = False) ->
 
 
 def _write_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
+    with _replacing(path) as out:
+        write_layout_tar_to(out, image, ref_names, repo_tags)
+
+
+class _Position:
+    """A pipe with the tell() tarfile asks for."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe, self._written = pipe, 0
+
+    def write(self, data: bytes) -> int:
+        self._pipe.write(data)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+
+def write_layout_tar_to(out: IO[bytes], image: Image, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
+    """The archive (an OCI layout that is also a docker archive) written to an open stream: a file, or the stdin
+    of `docker load`."""
     files: dict[str, bytes | Path] = {
         LAYOUT_FILE: canonical_json({"imageLayoutVersion": LAYOUT_VERSION}),
         "index.json": canonical_json(oci_index(image, ref_names)),
@@ -493,8 +515,9 @@ def _write_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_t
     }
     files.update({_blob_path(digest): content for digest, content in image.blobs()})
     mtime = image.created
-    with _replacing(path) as out, tarfile.TarFile(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT,
-                                                  copybufsize=COPY_CHUNK) as tar:
+    stream = out if out.seekable() else _Position(out)
+    with tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT,  # type: ignore[arg-type]
+                         copybufsize=COPY_CHUNK) as tar:
         for directory in ("blobs", "blobs/sha256"):
             tar.addfile(_tar_entry(directory, mtime, directory=True))
         for name in sorted(files):

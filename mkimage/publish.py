@@ -298,7 +298,9 @@ def tool_reason(lines: Sequence[str]) -> str:
         message = next((line for line in reversed(lines) if line.strip()), "no output")
     message = re.sub(r'^Error parsing image name "[^"]*": ', "", message).replace("errors:\n", "")
     one_line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
-    return one_line if len(one_line) <= MESSAGE_MAX else one_line[:MESSAGE_MAX - 3] + "..."
+    # Go wraps errors outside-in ("trying to reuse blob ...: pinging ...: dial tcp ...: connection refused"):
+    # the cause is at the end
+    return one_line if len(one_line) <= MESSAGE_MAX else "..." + one_line[-(MESSAGE_MAX - 3):]
 
 
 def classify(lines: Sequence[str]) -> Failure:
@@ -439,6 +441,8 @@ def push(archive: Path, manifest_digest: str, references: Sequence[str], options
     if problem:
         raise PushError("registry", problem, log_path=log.path)
     targets = parse_targets(references)
+    if len(targets) == 1:
+        return [_push_one(archive, manifest_digest, targets[0], options, log, on_progress)]
     on_progress("reading the tags' current digests")
     previous = {target: current_digest(target, options, log) for target in targets}
     log.write("mkimage: tags before the push: "
@@ -450,6 +454,21 @@ def push(archive: Path, manifest_digest: str, references: Sequence[str], options
             raise _fail(outcome, repository, options, log, ["no tag was changed"])
     _move_tags(targets, previous, manifest_digest, options, log, on_progress)
     return [f"{target.reference}@{manifest_digest}" for target in targets]
+
+
+def _push_one(archive: Path, digest: str, target: Target, options: RegistryOptions, log: BuildLog,
+              on_progress: Progress) -> str:
+    """One tag: push straight to it (the registry moves a tag only with the manifest, the last request, so a
+    failed push leaves it as it was), then read its digest back."""
+    on_progress(f"pushing {target.reference}@{digest}")
+    outcome = _copy(push_archive_argv(archive, target.reference, options), options, log)
+    if outcome.failure is not None:
+        raise _fail(outcome, target.repository, options, log, ["no tag was changed"])
+    now = current_digest(target, options, log)
+    if now != digest:
+        raise PushError("registry", f"push to {target.repository} failed (registry): {target.reference} is "
+                        f"{now or 'absent'} in the registry after the push, not the built {digest}", log_path=log.path)
+    return f"{target.reference}@{digest}"
 
 
 def _move_tags(targets: Sequence[Target], previous: Mapping[Target, str | None], digest: str,

@@ -291,6 +291,29 @@ def run_producer(producer: Sequence[str], *, log: BuildLog, tee: Callable[[bytes
     return code, moved
 
 
+def run_feeding(argv: Sequence[str], feed: Callable[[IO[bytes]], None], *, log: BuildLog,
+                env: Mapping[str, str] | None = None) -> CommandResult:
+    """Run argv with feed writing its stdin (then closed); its output (small: `docker load`'s) is read after."""
+    log.command([*argv, "< (stream)"])
+    proc = spawn(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        try:
+            feed(proc.stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        output = proc.stdout.read().decode(errors="replace")
+        returncode = proc.wait()
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    finally:
+        proc.stdout.close()
+    log.write(output + f"[exit {returncode}]\n")
+    return CommandResult(list(argv), returncode, output.splitlines()[-TAIL_LINES:], output)
+
+
 def relevant_lines(lines: Iterable[str], patterns: Iterable[str], limit: int = 8) -> list[str]:
     """The lines of a tool's output that explain a failure, picked by substring patterns."""
     wanted = tuple(p.lower() for p in patterns)

@@ -21,7 +21,6 @@ import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
