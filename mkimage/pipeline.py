@@ -16,9 +16,9 @@ from . import cache, export, gpgcheck, mounts, provenance, publish, reproducible
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
-from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError, Unchanged
+from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
-from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repo_urls, repos_use_releasever, scriptlet_failure
+from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
 from .reference import fallback_tag, version_from_release
 from .replaced import previous_images, remove_unused, replaced_ids
 from .run import CommandResult, relevant_lines, run_captured, run_streaming
@@ -112,50 +112,6 @@ def copy_yum_vars(ctx: BuildContext) -> None:
 
 
 # ------------------------------------------------------------------------------------------ install
-def work_out_inputs(ctx: BuildContext) -> None:
-    """The repositories' metadata (fetched into the cache the install reuses), hence the inputs digest and,
-    for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build.
-    A --cache-dir is attached here and held until the install is done."""
-    cache.attach(ctx)
-    repositories = provenance.fetch_metadata(ctx)
-    if ctx.spec.reproducible and ctx.epoch is None:
-        ctx.epoch = derive_epoch(ctx)
-    ctx.result.inputs_repositories = repositories
-    ctx.result.inputs = provenance.digest(provenance.inputs_document(ctx, repositories))
-    if ctx.epoch is not None:
-        ctx.result.created, ctx.result.reproducible = ctx.epoch, True
-    ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
-    if ctx.spec.skip_unchanged:
-        existing = unchanged_image(ctx)
-        if existing:
-            raise Unchanged(existing)
-
-
-def unchanged_image(ctx: BuildContext) -> str | None:
-    """NAME[:TAG] built from the same inputs: in the registry with --push (where the product is), else in the
-    engine."""
-    inputs = ctx.result.inputs
-    assert inputs is not None
-    if ctx.spec.push and ctx.spec.registry is not None:
-        reference = f"{ctx.spec.name}:{ctx.spec.explicit_tag}"
-        labels = publish.remote_labels(reference, ctx.spec.registry, ctx.log) or {}
-        return reference if labels.get(provenance.INPUTS_LABEL) == inputs else None
-    if ctx.spec.engine is None:
-        return None
-    built = ctx.engine.references_with_label(ctx.spec.name, (provenance.INPUTS_LABEL, inputs), ctx.log)
-    return provenance.matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
-
-
-def derive_epoch(ctx: BuildContext) -> int:
-    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
-    epoch = provenance.newest_build_time(ctx.rootfs / ctx.spec.package_manager.cache_subdir, repo_ids)
-    if epoch is None:
-        raise BadInput("--reproducible cannot read the packages' build times from this repository metadata: "
-                       "set SOURCE_DATE_EPOCH instead")
-    ctx.ui.info(f"SOURCE_DATE_EPOCH={epoch} ({provenance.rfc3339(epoch)}), the newest package build time")
-    return epoch
-
-
 def install_packages(ctx: BuildContext) -> None:
     request = ctx.install_request()
     pm = ctx.spec.package_manager
@@ -261,16 +217,6 @@ def smoke_test(ctx: BuildContext) -> None:
     ctx.result.smoke_tested = True
 
 
-def write_sboms(ctx: BuildContext) -> None:
-    """The packages of the final image's database, described as SPDX or CycloneDX documents."""
-    prefix = ["rpm", "--root", str(ctx.rootfs), "--dbpath", ctx.result.rpmdb.path or rpmdb.INSTALL_DBPATH]
-    packages = sbom.query_image(prefix, lambda argv: run_captured(argv, log=ctx.log, env=ctx.tool_env, timeout=300))
-    subject = sbom.ImageSubject(ctx.spec.name, ctx.result.tag, ctx.result.image_id, ctx.result.created)
-    ctx.result.sboms = sbom.write_requested(ctx.spec.sboms, packages, subject, sbom.read_os_release(ctx.rootfs))
-    for path in ctx.result.sboms:
-        ctx.ui.info(f"SBOM written: {path}")
-
-
 def tag_image(ctx: BuildContext) -> None:
     """NAME:TAG and every --extra-tag, only now; then the images they pointed to before go when nothing
     else uses them (unless --keep-replaced)."""
@@ -309,7 +255,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("rootfs", "Creating the rootfs", create_rootfs),
     Stage("devices", "Making /dev nodes", make_devices),
     Stage("yumvars", "Copying the host's yum vars", copy_yum_vars),
-    Stage("inputs", "Reading the repositories' metadata", work_out_inputs),
+    Stage("inputs", "Reading the repositories' metadata", provenance.work_out_inputs),
     Stage("install", "Installing packages", install_packages),
     Stage("clean", "Cleaning package caches", clean_packages),
     Stage("profile", "Applying the profile", apply_profile),
@@ -322,7 +268,7 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: ctx.spec.uses_engine and ctx.spec.smoke_test),
     Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine),
     Stage("push", "Pushing to the registry", publish.push_stage, lambda ctx: ctx.spec.push),
-    Stage("sbom", "Writing the SBOM", write_sboms, lambda ctx: bool(ctx.spec.sboms)),
+    Stage("sbom", "Writing the SBOM", sbom.stage, lambda ctx: bool(ctx.spec.sboms)),
 )
 
 

@@ -18,10 +18,10 @@ import re
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from . import __version__
+from . import __version__, cache, publish
 from .context import BuildContext
 from .oci import rfc3339
-from .errors import InstallError
+from .errors import BadInput, InstallError, Unchanged
 from .pkgmgr import FAILURE_PATTERNS, failure_hints, repo_urls, repos_use_releasever
 from .run import relevant_lines, run_streaming
 
@@ -141,3 +141,48 @@ def matching_reference(name: str, tag: str | None, references: list[str]) -> str
         if image_name == name and (tag is None or image_tag == tag):
             return reference
     return None
+
+
+# ------------------------------------------------------------------------------------------- the stage
+def work_out_inputs(ctx: BuildContext) -> None:
+    """The repositories' metadata (fetched into the cache the install reuses), hence the inputs digest and,
+    for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build.
+    A --cache-dir is attached here and held until the install is done."""
+    cache.attach(ctx)
+    repositories = fetch_metadata(ctx)
+    if ctx.spec.reproducible and ctx.epoch is None:
+        ctx.epoch = derive_epoch(ctx)
+    ctx.result.inputs_repositories = repositories
+    ctx.result.inputs = digest(inputs_document(ctx, repositories))
+    if ctx.epoch is not None:
+        ctx.result.created, ctx.result.reproducible = ctx.epoch, True
+    ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
+    if ctx.spec.skip_unchanged:
+        existing = unchanged_image(ctx)
+        if existing:
+            raise Unchanged(existing)
+
+
+def unchanged_image(ctx: BuildContext) -> str | None:
+    """NAME[:TAG] built from the same inputs: in the registry with --push (where the product is), else in the
+    engine."""
+    inputs = ctx.result.inputs
+    assert inputs is not None
+    if ctx.spec.push and ctx.spec.registry is not None:
+        reference = f"{ctx.spec.name}:{ctx.spec.explicit_tag}"
+        labels = publish.remote_labels(reference, ctx.spec.registry, ctx.log) or {}
+        return reference if labels.get(INPUTS_LABEL) == inputs else None
+    if ctx.spec.engine is None:
+        return None
+    built = ctx.engine.references_with_label(ctx.spec.name, (INPUTS_LABEL, inputs), ctx.log)
+    return matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
+
+
+def derive_epoch(ctx: BuildContext) -> int:
+    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+    epoch = newest_build_time(ctx.rootfs / ctx.spec.package_manager.cache_subdir, repo_ids)
+    if epoch is None:
+        raise BadInput("--reproducible cannot read the packages' build times from this repository metadata: "
+                       "set SOURCE_DATE_EPOCH instead")
+    ctx.ui.info(f"SOURCE_DATE_EPOCH={epoch} ({rfc3339(epoch)}), the newest package build time")
+    return epoch

@@ -22,13 +22,16 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import __version__
 from .errors import ExportError
 from .oci import rfc3339
 from .fsutil import ConfinementError, host_path, resolve_in_root
-from .run import CommandResult
+from .run import CommandResult, run_captured
+
+if TYPE_CHECKING:
+    from .context import BuildContext
 from .spdx_ids import DEPRECATED_IDS, EXCEPTION_IDS, LICENSE_IDS, LICENSE_LIST_VERSION
 
 # ------------------------------------------------------------------------------------------ rpm query
@@ -713,3 +716,13 @@ def write_requested(requests: Sequence[SbomRequest], packages: Sequence[RpmPacka
             raise ExportError(f"cannot write the SBOM {request.path}: {err.strerror}") from None
         written.append(str(request.path))
     return written
+
+
+def stage(ctx: BuildContext) -> None:
+    """The packages of the final image's database, described as SPDX or CycloneDX documents."""
+    prefix = ["rpm", "--root", str(ctx.rootfs), "--dbpath", ctx.result.rpmdb.path or "/var/lib/rpm"]
+    packages = query_image(prefix, lambda argv: run_captured(argv, log=ctx.log, env=ctx.tool_env, timeout=300))
+    subject = ImageSubject(ctx.spec.name, ctx.result.tag, ctx.result.image_id, ctx.result.created)
+    ctx.result.sboms = write_requested(ctx.spec.sboms, packages, subject, read_os_release(ctx.rootfs))
+    for path in ctx.result.sboms:
+        ctx.ui.info(f"SBOM written: {path}")
