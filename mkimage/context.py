@@ -45,15 +45,16 @@ class BuildSpec:
     skip_unchanged: bool = False
     sboms: tuple[SbomRequest, ...] = ()
     engine: Engine | None = None
-    """The container engine that imports, tests and tags the image; None: no image (--rootfs-only)."""
+    """The container engine that imports, tests and tags the image; None with --rootfs-only or --engine none."""
     extra_tags: tuple[str, ...] = ()
     """--extra-tag: more tags for the same image, set only after the smoke test."""
     keep_replaced: bool = False
     sandbox: bool = True
+    """Run the package manager and profile chroot commands under bwrap (--no-sandbox turns it off)."""
     outputs: tuple[Output, ...] = ()
     push: bool = False
     registry: RegistryOptions | None = None
-    """Run the package manager and profile chroot commands under bwrap (--no-sandbox turns it off)."""
+    """How to reach the registry with --push (auth file, certificates, TLS verification)."""
 
     @property
     def uses_engine(self) -> bool:

@@ -9,16 +9,13 @@ it is also what the engine loads, so the engine's image ID is the config digest,
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-from pathlib import Path
 
 from . import __version__, oci, provenance, reproducible
 from .context import BUILD_ID_LABEL, BuildContext
 from .engine import tar_argv
 from .errors import ExportError
-from .fsutil import host_path, resolve_in_root
+from .fsutil import is_executable_in_root
 from .run import PipeResult, run_feeding, run_pipe, run_producer, tool_env
 from .ui import human_bytes
 
@@ -57,20 +54,9 @@ def image_cmd(ctx: BuildContext) -> tuple[str, ...] | None:
     if settings.cmd:
         return settings.cmd
     default = settings.default_cmd
-    if default and _is_executable_in_root(ctx.rootfs, default[0]):
+    if default and is_executable_in_root(ctx.rootfs, default[0]):
         return default
     return None
-
-
-def _is_executable_in_root(root: Path, program: str) -> bool:
-    if not program.startswith("/"):
-        return False
-    path = host_path(root, resolve_in_root(root, program))
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
 def image_meta(ctx: BuildContext, labels: dict[str, str]) -> oci.ImageMeta:

@@ -262,3 +262,14 @@ def write_file_in_root(root: Path, image_path: str, content: bytes, mode: int) -
     finally:
         os.close(fd)
     return real
+
+
+def is_executable_in_root(root: Path, program: str) -> bool:
+    """Whether the in-image absolute path is a regular executable file (links resolved inside the rootfs)."""
+    if not program.startswith("/"):
+        return False
+    try:
+        st = os.lstat(host_path(root, resolve_in_root(root, program)))
+    except (FileNotFoundError, ConfinementError):
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)

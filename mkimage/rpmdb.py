@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sqlite3
-import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
@@ -21,7 +20,7 @@ from typing import Iterable, Mapping
 from .context import BuildContext
 from .customize import chroot_command, chroot_env, image_mounts
 from .errors import InstallError
-from .fsutil import ConfinementError, glob_in_root, host_path, remove_tree, resolve_in_root
+from .fsutil import ConfinementError, glob_in_root, host_path, is_executable_in_root, remove_tree, resolve_in_root
 from .run import CommandResult, run_captured
 
 INSTALL_DBPATH = "/var/lib/rpm"
@@ -122,7 +121,7 @@ def macro_texts(root: Path) -> list[str]:
 
 def read_target(root: Path) -> TargetRpm:
     """The image's %_dbpath and %_db_backend; /var/lib/rpm for a tree without rpm."""
-    has_rpm = _is_executable(host_path(root, resolve_in_root(root, IMAGE_RPM)))
+    has_rpm = is_executable_in_root(root, IMAGE_RPM)
     texts = macro_texts(root)
     if not texts:
         return TargetRpm(INSTALL_DBPATH, None, has_rpm)
@@ -132,14 +131,6 @@ def read_target(root: Path) -> TargetRpm:
         dbpath = INSTALL_DBPATH
     backend = expand(macros["_db_backend"], macros) if "_db_backend" in macros else OLD_RPM_BACKEND
     return TargetRpm(str(PurePosixPath(dbpath)), backend or OLD_RPM_BACKEND, has_rpm)
-
-
-def _is_executable(path: Path) -> bool:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) and bool(mode & 0o111)
 
 
 # --------------------------------------------------------------------------------------- the database
