@@ -335,6 +335,17 @@ def docker_trusts(registry: Registry) -> Iterator[Path]:
             DOCKER_CERTS.rmdir()
 
 
+@contextlib.contextmanager
+def serving(registry: Registry) -> Iterator[Registry]:
+    """The registry running, and trusted by the docker daemon, for as long as the block runs."""
+    registry.start()
+    try:
+        with docker_trusts(registry):
+            yield registry
+    finally:
+        registry.stop()
+
+
 # --- a real oci-archive ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pytest
 from conftest import (
     DEMO_VERSION, ROOT, Builder, Repo, Run, docker_out, host_mounts_mentioning, image_id, mkimage, require,
 )
-from test_build import assert_nothing_left, processes_rooted_under
+from test_build import processes_rooted_under
 
 pytestmark = pytest.mark.integration
 

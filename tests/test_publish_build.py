@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from conftest import Builder, docker_out
-from registry import Ca, Registry, docker_trusts, htpasswd_registry, make_ca, write_authfile
+from registry import Ca, Registry, htpasswd_registry, make_ca, serving, write_authfile
 
 pytestmark = pytest.mark.integration
 PASSWORD = "s3cret-Pa55word"
@@ -25,13 +25,8 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
 
 @pytest.fixture(scope="module")
 def registry(ca: Ca, tmp_path_factory: pytest.TempPathFactory, docker_daemon: None) -> Iterator[Registry]:
-    reg = htpasswd_registry(tmp_path_factory.mktemp("publish-registry"), ca, {"ci": PASSWORD})
-    reg.start()
-    try:
-        with docker_trusts(reg):
-            yield reg
-    finally:
-        reg.stop()
+    with serving(htpasswd_registry(tmp_path_factory.mktemp("publish-registry"), ca, {"ci": PASSWORD})) as reg:
+        yield reg
 
 
 def test_push_a_built_image_and_pull_it_back_by_digest(build: Builder, registry: Registry, ca: Ca,

@@ -18,7 +18,7 @@ from mkimage import publish
 from mkimage.errors import EXIT_PUSH, PushError
 from mkimage.publish import Failure, RegistryOptions
 from mkimage.run import BuildLog, CommandResult
-from registry import (Archive, Ca, Registry, TokenIssuer, TokenServer, docker_trusts, htpasswd_registry,
+from registry import (Archive, Ca, Registry, TokenIssuer, TokenServer, htpasswd_registry, serving,
                       make_ca, make_oci_archive, token_registry, write_authfile)
 
 PASSWORD = "correct horse battery staple"
@@ -274,13 +274,8 @@ def archives(work: Path) -> dict[str, Archive]:
 
 @pytest.fixture(scope="module")
 def registry(work: Path, ca: Ca) -> Iterator[Registry]:
-    reg = htpasswd_registry(work / "htpasswd-registry", ca, {"alice": PASSWORD})
-    reg.start()
-    try:
-        with docker_trusts(reg):
-            yield reg
-    finally:
-        reg.stop()
+    with serving(htpasswd_registry(work / "htpasswd-registry", ca, {"alice": PASSWORD})) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="module")
