@@ -10,6 +10,7 @@ it is also what the engine loads, so the engine's image ID is the config digest,
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from . import __version__, oci, provenance, reproducible
 from .context import BUILD_ID_LABEL, BuildContext
@@ -97,7 +98,7 @@ def export(ctx: BuildContext) -> None:
             load(ctx, image)
 
 
-def progress(ctx: BuildContext):  # noqa: ANN201 - a callback
+def progress(ctx: BuildContext) -> Callable[[int], None]:
     return lambda moved: ctx.ui.progress(f"{human_bytes(moved)} streamed")
 
 

@@ -16,7 +16,7 @@ import json
 import lzma
 import re
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from . import __version__, cache, publish
 from .context import BuildContext
@@ -32,16 +32,20 @@ TITLE_LABEL = "org.opencontainers.image.title"
 DNF_CACHE_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
 
 
-def repo_metadata(cache_dir: Path, repo_ids: set[str]) -> dict[str, str]:
-    """sha256 of each enabled repository's repomd.xml in the package manager's cache
-    (dnf: ID-HASH/repodata/repomd.xml; yum 3: ARCH/RELEASEVER/ID/repomd.xml)."""
-    found: dict[str, str] = {}
+def cached_repomds(cache_dir: Path, repo_ids: set[str]) -> Iterator[tuple[str, Path, Path]]:
+    """(repo id, its repomd.xml, the repository's cache dir) for each of the enabled repositories in the package
+    manager's cache (dnf: ID-HASH/repodata/repomd.xml; yum 3: ARCH/RELEASEVER/ID/repomd.xml)."""
     for repomd in sorted(cache_dir.rglob("repomd.xml")):
         directory = repomd.parent.parent if repomd.parent.name == "repodata" else repomd.parent
         repo_id = DNF_CACHE_SUFFIX.sub("", directory.name)
         if repo_id in repo_ids:
-            found[repo_id] = hashlib.sha256(repomd.read_bytes()).hexdigest()
-    return found
+            yield repo_id, repomd, directory
+
+
+def repo_metadata(cache_dir: Path, repo_ids: set[str]) -> dict[str, str]:
+    """sha256 of each enabled repository's repomd.xml in the package manager's cache."""
+    return {repo_id: hashlib.sha256(repomd.read_bytes()).hexdigest()
+            for repo_id, repomd, _ in cached_repomds(cache_dir, repo_ids)}
 
 
 def profile_data(ctx: BuildContext) -> dict[str, Any]:
@@ -68,7 +72,7 @@ def digest(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def fetch_metadata(ctx: BuildContext) -> dict[str, str]:
+def fetch_metadata(ctx: BuildContext, repo_ids: set[str]) -> dict[str, str]:
     """makecache into the rootfs (the install reuses it), then the metadata digests of the enabled repos."""
     pm = ctx.spec.package_manager
     result = run_streaming(ctx.contained(pm.makecache_argv(ctx.install_request())), log=ctx.log,
@@ -78,7 +82,6 @@ def fetch_metadata(ctx: BuildContext) -> dict[str, str]:
         raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}"
                            + (f": {hints[0]}" if hints else ""), details=relevant_lines(result.tail, FAILURE_PATTERNS),
                            log_path=ctx.log.path)
-    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
     found = repo_metadata(ctx.rootfs / pm.cache_subdir, repo_ids)
     missing = sorted(repo_ids - set(found))
     if missing:
@@ -109,10 +112,7 @@ def newest_build_time(cache_dir: Path, repo_ids: set[str]) -> int | None:
     (apko takes the newest of the image's packages; rpm needs the epoch before it writes install times,
     so mkimage reads it from what the repositories offer for this build).  None when it cannot be read."""
     newest: int | None = None
-    for repomd in sorted(cache_dir.rglob("repomd.xml")):
-        directory = repomd.parent.parent if repomd.parent.name == "repodata" else repomd.parent
-        if DNF_CACHE_SUFFIX.sub("", directory.name) not in repo_ids:
-            continue
+    for _, repomd, directory in cached_repomds(cache_dir, repo_ids):
         match = PRIMARY_HREF_RE.search(repomd.read_text(encoding="utf-8", errors="replace"))
         primary = directory / match.group(1) if match else None
         times = _build_times(primary) if primary is not None and primary.is_file() else None
@@ -149,9 +149,10 @@ def work_out_inputs(ctx: BuildContext) -> None:
     for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build.
     A --cache-dir is attached here and held until the install is done."""
     cache.attach(ctx)
-    repositories = fetch_metadata(ctx)
+    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+    repositories = fetch_metadata(ctx, repo_ids)
     if ctx.spec.reproducible and ctx.epoch is None:
-        ctx.epoch = derive_epoch(ctx)
+        ctx.epoch = derive_epoch(ctx, repo_ids)
     ctx.result.inputs_repositories = repositories
     ctx.result.inputs = digest(inputs_document(ctx, repositories))
     if ctx.epoch is not None:
@@ -178,8 +179,7 @@ def unchanged_image(ctx: BuildContext) -> str | None:
     return matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
 
 
-def derive_epoch(ctx: BuildContext) -> int:
-    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+def derive_epoch(ctx: BuildContext, repo_ids: set[str]) -> int:
     epoch = newest_build_time(ctx.rootfs / ctx.spec.package_manager.cache_subdir, repo_ids)
     if epoch is None:
         raise BadInput("--reproducible cannot read the packages' build times from this repository metadata: "

@@ -318,6 +318,16 @@ def processes_rooted_under(directory: Path) -> list[int]:
     return found
 
 
+def wait_for_slow_post(proc: subprocess.Popen, tmpdir: Path) -> None:
+    """Until demo-slow's %post has started in the rootfs (seen through mkimage's own mount namespace)."""
+    seen_from_mkimage = Path(f"/proc/{proc.pid}/root") / str(tmpdir).lstrip("/")
+    deadline = time.monotonic() + 120
+    while not list(seen_from_mkimage.glob("mkimage-*/rootfs/var/lib/demo-slow/started")):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the slow %post never started"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("signum, memory, code", [
     (signal.SIGTERM, "never", 143),
     (signal.SIGTERM, "auto", 143),
@@ -334,12 +344,7 @@ def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path,
                              str(report_path), "mkimage-test/interrupted"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             cwd=ROOT, env={**os.environ, "TMPDIR": str(callers_tmp)})
-    seen_from_mkimage = Path(f"/proc/{proc.pid}/root") / str(build.tmpdir).lstrip("/")
-    deadline = time.monotonic() + 120
-    while not list(seen_from_mkimage.glob("mkimage-*/rootfs/var/lib/demo-slow/started")):
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "the slow %post never started"
-        time.sleep(0.05)
+    wait_for_slow_post(proc, build.tmpdir)
     assert processes_rooted_under(build.tmpdir), "the scriptlet is running"
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)  # the %post would sleep 600 s if it were left running

@@ -18,7 +18,7 @@ import pytest
 from conftest import (
     DEMO_VERSION, ROOT, Builder, Repo, Run, docker_out, host_mounts_mentioning, image_id, mkimage, require,
 )
-from test_build import processes_rooted_under
+from test_build import processes_rooted_under, wait_for_slow_post
 
 pytestmark = pytest.mark.integration
 
@@ -162,12 +162,7 @@ def test_podman_interrupted_in_the_middle_of_an_install(pbuild: PodmanBuilder, t
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             cwd=ROOT, env={**pbuild.env, "TMPDIR": str(callers_tmp)})
     build.report_paths.append(report_path)
-    seen_from_mkimage = Path(f"/proc/{proc.pid}/root") / str(build.tmpdir).lstrip("/")
-    deadline = time.monotonic() + 120
-    while not list(seen_from_mkimage.glob("mkimage-*/rootfs/var/lib/demo-slow/started")):
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "the slow %post never started"
-        time.sleep(0.05)
+    wait_for_slow_post(proc, build.tmpdir)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
