@@ -33,10 +33,41 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Debian's own interpreter (/usr/bin/python3, from the apt package python3), not whichever python3 comes first
+# on PATH (a pyenv shim, a /usr/local build): the venv, and so mkimage and its tests, run on the Python a
+# fresh machine has. Only a host without it (not Debian) takes PATH's python3.
+venv_python() {
+    if [ -x /usr/bin/python3 ]; then
+        printf '/usr/bin/python3\n'
+    else
+        command -v python3
+    fi
+}
+
+# Was $VENV made by this interpreter? Its pyvenv.cfg says: `executable` (the resolved interpreter, Python
+# 3.11+), else `home` (the interpreter's directory).
+venv_made_by() {  # venv_made_by PYTHON
+    local cfg="$VENV/pyvenv.cfg" executable home
+    [ -f "$cfg" ] || return 1
+    executable=$(sed -n 's/^executable *= *//p' "$cfg")
+    home=$(sed -n 's/^home *= *//p' "$cfg")
+    if [ -n "$executable" ]; then
+        [ "$(readlink -f "$executable")" = "$(readlink -f "$1")" ]
+    else
+        [ "$home" = "$(dirname "$1")" ] || [ "$home" = "$(dirname "$(readlink -f "$1")")" ]
+    fi
+}
+
 ensure_venv() {
+    local python
+    python=$(venv_python)
+    if [ -x "$VENV/bin/python" ] && ! venv_made_by "$python"; then
+        say "$VENV was made by another Python than $python: making it anew"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
-        say "creating $VENV"
-        python3 -m venv "$VENV"
+        say "creating $VENV with $python"
+        "$python" -m venv "$VENV"
     fi
     say "pip install -e .[test]"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$MKIMAGE_ROOT[test]"

@@ -54,6 +54,45 @@ def docker_daemon(tools: None) -> None:
     require(result.returncode == 0, f"no docker daemon: {result.stderr.strip()}")
 
 
+# podman as the tests run it, set here for the whole session (every podman, skopeo and mkimage the tests start
+# inherits it) and never in mkimage's defaults. This VM's work-arounds: no CAP_SYS_RESOURCE and mixed cgroups
+# break crun, so runc and lower ulimits. And a storage of the session's own in its temp dir with the vfs
+# driver, which works on any filesystem: also inside a container (scripts/fresh-machine), where overlay
+# storage on the container's own overlayfs cannot be mounted. The test images are small, so vfs's copies
+# cost little, and nothing is left in the host's /var/lib/containers.
+PODMAN_CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+"""
+PODMAN_STORAGE_CONF = """[storage]
+driver = "vfs"
+graphroot = "{root}/graph"
+runroot = "{root}/run"
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def podman_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """CONTAINERS_CONF and CONTAINERS_STORAGE_CONF for this session, in os.environ while it runs."""
+    root = tmp_path_factory.mktemp("podman")
+    (root / "containers.conf").write_text(PODMAN_CONTAINERS_CONF)
+    (root / "storage.conf").write_text(PODMAN_STORAGE_CONF.format(root=root))
+    settings = {"CONTAINERS_CONF": str(root / "containers.conf"),
+                "CONTAINERS_STORAGE_CONF": str(root / "storage.conf")}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield settings
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(root, ignore_errors=True)  # the session's images: vfs copies of every layer
+
+
 @dataclass(frozen=True)
 class Repo:
     root: Path

@@ -22,13 +22,6 @@ from test_build import processes_rooted_under, wait_for_slow_post
 
 pytestmark = pytest.mark.integration
 
-# podman in this VM: no CAP_SYS_RESOURCE and mixed cgroups break crun, so runc and lower ulimits.
-# Test set-up only: mkimage itself never sets CONTAINERS_CONF.
-CONTAINERS_CONF = """[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-"""
 PODMAN_PROFILE = """[image]
 env = { GREETING = 'say "hi" to $USER', EDGE = '"quoted" ' }
 labels = { "org.example.team" = "platform & security", "org.example.odd" = 'a\\b "c"' }
@@ -36,10 +29,9 @@ labels = { "org.example.team" = "platform & security", "org.example.odd" = 'a\\b
 
 
 @pytest.fixture(scope="session")
-def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+def podman_env(podman_config: dict[str, str]) -> dict[str, str]:
+    """podman as conftest's podman_config sets it up (this VM's work-arounds, the session's own storage)."""
+    env = {**os.environ, **podman_config}
     try:
         info = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], capture_output=True,
                               text=True, env=env)
@@ -66,7 +58,8 @@ class PodmanBuilder:
     env: dict[str, str]
 
     def __call__(self, *args: str, name: str | None = None) -> Run:
-        return self.build("--engine", "podman", *args, name=name, env={"CONTAINERS_CONF": self.env["CONTAINERS_CONF"]})
+        settings = {name: self.env[name] for name in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")}
+        return self.build("--engine", "podman", *args, name=name, env=settings)
 
     def report(self, index: int = -1) -> dict:
         return json.loads(self.build.report_paths[index].read_text())

@@ -26,7 +26,6 @@ from conftest import require
 BUSYBOX = Path("/bin/busybox")
 CREATED = 1700000000
 CHUNK = 64 * 1024 + 7  # an odd size, so chunk borders fall anywhere
-PODMAN_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\n'
 COMPRESSORS = {"igzip": ("gzip", oci.IGZIP_ARGV), "zlib": ("gzip", None), "none": ("none", None)}
 
 
@@ -105,13 +104,11 @@ def docker() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def podman(tmp_path: Path) -> Iterator[tuple[dict, list[str]]]:
-    """podman with this VM's work-arounds (runc, lowered ulimits: see the BRIEF), never mkimage's defaults;
-    removes every image reference the test appends."""
+def podman(podman_config: dict[str, str]) -> Iterator[tuple[dict, list[str]]]:
+    """podman as conftest's podman_config sets it up (this VM's work-arounds, the session's own storage), never
+    mkimage's defaults; removes every image reference the test appends."""
     need("podman")
-    conf = tmp_path / "containers.conf"
-    conf.write_text(PODMAN_CONF)
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    env = {**os.environ, **podman_config}
     refs: list[str] = []
     yield env, refs
     if refs:
@@ -123,9 +120,20 @@ def tar_members(path: Path) -> dict[str, tarfile.TarInfo]:
         return {member.name: member for member in tar.getmembers()}
 
 
+# Extraction filters came with Python 3.11.4 (and 3.12): Debian 12's 3.11.2 has none.
+FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
 def extract(path: Path, into: Path) -> Path:
+    """Unpacks one of our own archives, checked as the "data" filter would on every Python: only directories
+    and regular files, at relative paths that stay inside `into` (the filter too, where there is one)."""
     with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
+        members = tar.getmembers()
+        for member in members:
+            assert member.isdir() or member.isfile(), f"{member.name}: neither a directory nor a regular file"
+            name = Path(member.name)
+            assert not name.is_absolute() and ".." not in name.parts, f"{member.name}: outside the archive"
+        tar.extractall(into, members=members, **FILTER)
     return into
 
 
