@@ -187,7 +187,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     mkimage diff OLD NEW compares two images (see mkimage diff --help).
     To build an image named "diff", put an option before it: mkimage -y CONF diff
     """
-    from . import pkgmgr, preflight
+    from . import installer, preflight
     from .profile import Profile, ProfileProblems, resolve
     from .sbom import parse_request
 
@@ -206,7 +206,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         click.echo(json.dumps(merged, indent=2))
         return
     request = preflight.Request(
-        reference=reference, tag=tag, config=config or pkgmgr.default_config(), pkg_manager=pkg_manager,
+        reference=reference, tag=tag, config=config or installer.default_config(), pkg_manager=pkg_manager,
         releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
         cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
