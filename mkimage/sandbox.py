@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
 
+from .run import CONFIG_VARIABLE_PREFIXES
+
 BWRAP = "bwrap"
 NO_SANDBOX_WARNING = ("--no-sandbox: package scriptlets and profile chroot commands run as root in a plain chroot, "
                       "which does not contain them")
@@ -48,11 +50,7 @@ ENV_ALLOWED = frozenset({
     "http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY",
 })
-# DNF_VAR_* / DNF0-9 (dnf) and YUM0-9 (yum 3) are variables the config may use: the package manager must see the
-# same values the config was read with.
-ENV_ALLOWED_PREFIXES = ("LC_", "MKIMAGE_", "DNF_VAR_", "DNF0", "DNF1", "DNF2", "DNF3", "DNF4", "DNF5", "DNF6",
-                        "DNF7", "DNF8", "DNF9", "YUM0", "YUM1", "YUM2", "YUM3", "YUM4", "YUM5", "YUM6", "YUM7",
-                        "YUM8", "YUM9")
+ENV_ALLOWED_PREFIXES = ("LC_", "MKIMAGE_", *CONFIG_VARIABLE_PREFIXES)
 
 
 def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
