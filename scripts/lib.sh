@@ -18,9 +18,10 @@ require_root() {
     fi
 }
 
-ensure_packages() {
-    local missing=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
+ensure_packages() {  # ensure_packages [PACKAGE...]: these, or APT_PACKAGES
+    local missing=() pkg wanted=("$@")
+    [ ${#wanted[@]} -gt 0 ] || wanted=("${APT_PACKAGES[@]}")
+    for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
