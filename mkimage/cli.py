@@ -187,7 +187,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     mkimage diff OLD NEW compares two images (see mkimage diff --help).
     To build an image named "diff", put an option before it: mkimage -y CONF diff
     """
-    from . import pkgmgr, preflight
+    from . import installer, preflight
     from .profile import Profile, ProfileProblems, resolve
     from .sbom import parse_request
 
@@ -206,7 +206,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         click.echo(json.dumps(merged, indent=2))
         return
     request = preflight.Request(
-        reference=reference, tag=tag, config=config or pkgmgr.default_config(), pkg_manager=pkg_manager,
+        reference=reference, tag=tag, config=config or installer.default_config(), pkg_manager=pkg_manager,
         releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
         cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
         smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
@@ -239,6 +239,18 @@ def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -
         pass  # an unwritable --report is itself one of the problems reported
 
 
+def _note_config(spec: BuildSpec, result: Any, ui: Any) -> None:
+    """What the package manager made of the config, in the report and the log."""
+    from .installer.config import ignored_options
+    answer = spec.config_answer
+    result.releasever, result.cachedir = answer.releasever, answer.cachedir
+    result.ignored_options = ignored_options(answer)
+    ui.detail(f"{answer.package_manager} reads {answer.config}: repositories {', '.join(sorted(answer.enabled_ids))}; "
+              f"release version {answer.releasever or 'none'}; cache {answer.cachedir}")
+    if result.ignored_options:
+        ui.detail(f"{answer.package_manager} ignores these options of the config: {', '.join(result.ignored_options)}")
+
+
 def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_seconds: float) -> None:
     from .context import BuildContext
     from .pipeline import build
@@ -252,6 +264,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     result.stages["preflight"] = preflight_seconds
     result.profile.applied = list(spec.profile.applied)
     result.sandboxed = spec.sandbox
+    _note_config(spec, result, ui)
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)

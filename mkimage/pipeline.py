@@ -18,7 +18,9 @@ from .customize import apply_profile
 from .devices import make_device_nodes
 from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
-from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
+from .installer import HOST_VARS_DIRS
+from .installer.output import FAILURE_PATTERNS, failure_hints, scriptlet_failure
+from .installer.rpm import INSTALL_DBPATH, write_host_macros
 from .reference import fallback_tag, version_from_release
 from .replaced import previous_images, remove_unused, replaced_ids
 from .run import CommandResult, relevant_lines, run_captured, run_streaming
@@ -77,7 +79,7 @@ def create_rootfs(ctx: BuildContext) -> None:
     ctx.rootfs.mkdir(mode=0o755)
     os.chmod(ctx.rootfs, 0o755)
     ctx.tool_tmpdir.mkdir(mode=0o700)
-    rpmdb.write_host_macros(ctx.tool_home)
+    write_host_macros(ctx.tool_home)
     if wants_memory(ctx):
         mount_rootfs_tmpfs(ctx)
     ctx.ui.detail(f"rootfs: {ctx.rootfs}" + (" (tmpfs)" if ctx.result.rootfs_in_memory else ""))
@@ -140,11 +142,11 @@ def install_packages(ctx: BuildContext) -> None:
 def install_failure(ctx: BuildContext, result: CommandResult) -> InstallError:
     """The error for a failed install: a GPG failure named package by package, else dnf's relevant lines."""
     checksig = gpgcheck.rpmkeys_checker(ctx.rootfs, log=ctx.log, env=ctx.tool_env)
-    gpg = gpgcheck.explain(result.tail, root=ctx.rootfs, config=ctx.spec.config, checksig=checksig)
+    gpg = gpgcheck.explain(result.tail, answer=ctx.spec.config_answer, cache=ctx.package_cache, checksig=checksig)
     if gpg is not None:
         return InstallError(gpg.message, details=[f"hint: {hint}" for hint in gpg.hints], log_path=ctx.log.path)
     lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-    hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
+    hints = failure_hints(result.tail, repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever)
     return InstallError(f"{ctx.spec.package_manager.name} install failed with exit code {result.returncode}"
                         + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
 
@@ -164,7 +166,7 @@ def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:
 
 def installed_packages(ctx: BuildContext) -> list[str]:
     """What the install left (the rpmdb stage lists them again from the database's final place)."""
-    return rpmdb.host_rpm_packages(ctx, rpmdb.INSTALL_DBPATH)
+    return rpmdb.host_rpm_packages(ctx, INSTALL_DBPATH)
 
 
 def clean_packages(ctx: BuildContext) -> None:

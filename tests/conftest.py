@@ -83,10 +83,10 @@ class Run:
         return errors[0] if errors else ""
 
 
-def mkimage(*args: str, timeout: float = 600, env: dict | None = None, prefix: Sequence[str] = ()) -> Run:
-    """The real CLI in a child process (no TTY), as a pipeline runs it; prefix: a command that runs it (one that
-    ends by exec'ing its arguments, such as `unshare ... sh -c '...; exec "$@"' sh`)."""
-    proc = subprocess.run([*prefix, sys.executable, "-m", "mkimage", *args], capture_output=True, text=True,
+def mkimage(*args: str, timeout: float = 600, env: dict | None = None, wrapper: Sequence[str] = ()) -> Run:
+    """The real CLI in a child process (no TTY), as a pipeline runs it; wrapper: argv it runs under
+    (tests/hostview.py, say)."""
+    proc = subprocess.run([*wrapper, sys.executable, "-m", "mkimage", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -103,7 +103,7 @@ class Builder:
     report_paths: list[Path] = field(default_factory=list)
 
     def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None,
-                 env: dict | None = None, prefix: Sequence[str] = ()) -> Run:
+                 env: dict | None = None, wrapper: Sequence[str] = ()) -> Run:
         argv = ["-y", str(config or self.repo.config), "--tmpdir", str(self.tmpdir), *args]
         if "--report" in args:
             self.report_paths.append(Path(args[args.index("--report") + 1]))
@@ -113,7 +113,7 @@ class Builder:
         if name is not None:
             argv.append(name)
             self.created.append(name)
-        return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None, prefix=prefix)
+        return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None, wrapper=wrapper)
 
     def remove_images(self) -> None:
         for name in self.created:

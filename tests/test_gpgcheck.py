@@ -15,6 +15,7 @@ import pytest
 from conftest import Builder, Repo, require
 from mkimage import gpgcheck
 from mkimage.gpgcheck import BAD, NO_KEY, NOT_SIGNED, WRONG_KEY, GpgFailure
+from mkimage.installer.config import ConfigAnswer, Repo
 from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
 
 UNSIGNED = "demo-hello-1.0-1.noarch.rpm"
@@ -295,12 +296,13 @@ def test_inspect_asks_rpmkeys_only_about_signed_packages(tmp_path: Path) -> None
 
 
 def test_other_failures_are_not_gpg_failures(tmp_path: Path) -> None:
-    config = tmp_path / "yum.conf"
-    config.write_text(f"[main]\nreposdir={tmp_path}/none\n[r]\nbaseurl=file:///nonexistent\ngpgkey=file:///k.asc\n")
+    answer = ConfigAnswer(config=tmp_path / "yum.conf", package_manager="dnf", releasever="9", basearch="x86_64",
+                          cachedir="/var/cache/dnf",
+                          repos=(Repo("r", True, baseurl=("file:///nonexistent",), gpgkey=("file:///k.asc",)),))
     lines = ["No match for argument: vim", "Error: Unable to find a match: vim"]
-    assert gpgcheck.explain(lines, root=tmp_path, config=config, checksig=lambda path: "") is None
+    assert gpgcheck.explain(lines, answer=answer, cache=tmp_path, checksig=lambda path: "") is None
     fetch = ["Curl error (37): Couldn't read a file:// file for file:///k.asc [Couldn't open file /k.asc]"]
-    explained = gpgcheck.explain(fetch, root=tmp_path, config=config, checksig=lambda path: "")
+    explained = gpgcheck.explain(fetch, answer=answer, cache=tmp_path, checksig=lambda path: "")
     assert explained is not None and explained.message.endswith(fetch[0])
 
 

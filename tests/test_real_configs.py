@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -39,13 +40,14 @@ from conftest import (
     CORE_MANDATORY, DEMO_VERSION, ROOT, Builder, Repo, docker_out, image_id, image_rpm_qa, require, run_in_image,
 )
 from httpserver import Served, serving
+from test_fresh_host import HOST_STATE, HOSTVIEW, snapshot
 from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
 
 CONFIGS = ROOT / "tests" / "configs"
 PORT = "@PORT@"
 """Where a data file's URLs name the port of the test's server."""
-HOST_PACKAGE_MANAGER_PATHS = ("/var/lib/rpm", "/etc/yum", "/etc/dnf", "/var/cache/dnf", "/var/cache/yum",
-                              str(Path.home() / ".rpmdb"), "/etc/yum.conf", "/etc/yum.repos.d")
+HOST_STATE_AND_CONFIG = (*HOST_STATE, Path("/etc/yum.conf"), Path("/etc/yum.repos.d"))
+"""This host's rpm, dnf and yum state (test_fresh_host's list), and where a stock config would be installed."""
 RUN_ID = os.getpid()
 """Part of every image name: the docker daemon is shared with other test runs."""
 
@@ -202,40 +204,25 @@ def publish(www: Path, repos: Sequence[EnabledRepo], variables: dict[str, str], 
 # ---------------------------------------------------------------------------------------------- the build
 @dataclass(frozen=True)
 class Installed:
-    """Where the build finds its config, and the command it runs under (empty, or the private-/etc wrapper)."""
+    """Where the build finds its config, and the command it runs under (none, or tests/hostview.py's)."""
 
     config: Path
-    prefix: tuple[str, ...] = ()
-    etc_upper: Path | None = None
-
-
-OVERLAY_ETC = ('mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && shift 2 && '
-               'exec "$@"')
+    wrapper: tuple[str, ...] = ()
 
 
 def install(config: RealConfig, texts: dict[str, str], where: Path) -> Installed:
-    """A file config goes anywhere; an etc tree becomes /etc (an overlay of the host's) of a private mount
-    namespace in which mkimage then runs, reading /etc/yum.conf as on the distribution itself."""
+    """A file config goes anywhere; an etc tree goes into /etc, an overlay of the host's in the private mount
+    namespace (tests/hostview.py) that mkimage then runs in, reading /etc/yum.conf as on the distribution."""
     if not config.is_etc_tree:
         (path,), (text,) = texts.keys(), texts.values()
         (where / path).write_text(text)
         return Installed(where / path)
-    upper, work = where / "etc-upper", where / "etc-work"
-    work.mkdir()
+    scratch = where / "scratch"
+    scratch.mkdir()
+    wrapper = [sys.executable, str(HOSTVIEW), "--scratch", str(scratch), "--writable", "/etc"]
     for path, text in texts.items():
-        (upper / path).parent.mkdir(parents=True, exist_ok=True)
-        (upper / path).write_text(text)
-    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", OVERLAY_ETC, "sh", str(upper), str(work))
-    return Installed(Path("/etc/yum.conf"), prefix, upper)
-
-
-def files_under(paths: Sequence[str]) -> set[str]:
-    """Every path at or below paths (symlinks not followed)."""
-    found = {path for path in paths if os.path.lexists(path)}
-    for top in paths:
-        for directory, dirnames, filenames in os.walk(top):
-            found.update(os.path.join(directory, name) for name in dirnames + filenames)
-    return found
+        wrapper += ["--write", f"/etc/{path}={text}"]
+    return Installed(Path("/etc/yum.conf"), (*wrapper, "--"))
 
 
 def images_of(report: Path) -> list[str]:
@@ -283,20 +270,17 @@ def test_a_real_config_builds_runs_and_reports_its_packages(config: RealConfig, 
     www = tmp_path / "www"
     www.mkdir()
     name = f"mkimage-test/real-config-{config.name}-{RUN_ID}"
-    host_before = files_under(HOST_PACKAGE_MANAGER_PATHS)
+    host_before = snapshot(HOST_STATE_AND_CONFIG)
     with serving(www) as served:
         texts = {path: render(text, served.port, signed_demo.key) for path, text in config.files().items()}
         repos = enabled_repos(list(texts.values()))
         variables = {"releasever": config.releasever, "basearch": basearch}
         paths = publish(www, repos, variables, signed_demo.packages, empty_repo)
         installed = install(config, texts, tmp_path)
-        run = build("--releasever", config.releasever, name=name, config=installed.config, prefix=installed.prefix)
+        run = build("--releasever", config.releasever, name=name, config=installed.config, wrapper=installed.wrapper)
     assert run.returncode == 0, run.stderr
-    assert sorted(files_under(HOST_PACKAGE_MANAGER_PATHS) - host_before) == []
+    assert snapshot(HOST_STATE_AND_CONFIG) == host_before, "the build changed this host's rpm, dnf or yum state"
     assert build.leftovers() == []
-    if installed.etc_upper is not None:
-        assert sorted(str(path.relative_to(installed.etc_upper)) for path in installed.etc_upper.rglob("*")
-                      if path.is_file()) == sorted(texts), "the build wrote into /etc"
     assert_fetched_only_what_is_served(served, paths)
 
     reference = f"{name}:{DEMO_VERSION}"
