@@ -14,8 +14,9 @@ Proven for each config, with --releasever as a user on a non-EL host must pass i
 - the report's packages are exactly those of the image's rpm database, and exactly the Core group's mandatory
   packages (plus the gpg-pubkey of the test's key where the repository checks signatures);
 - every enabled repository's metadata was fetched, and nothing the server does not have was asked for;
-- nothing is left behind: no temp dir, no new file in the host's /var/lib/rpm, /etc/yum, /etc/dnf,
-  /var/cache/dnf, /var/cache/yum or ~/.rpmdb (nor /etc/yum.conf, /etc/yum.repos.d).
+- nothing is left behind: no temp dir, and the host's rpm, dnf and yum state (/var/lib/rpm, ~/.rpmdb, /etc/yum,
+  /etc/dnf, /var/cache/dnf, /var/cache/yum, ...: test_fresh_host's list) and /etc/yum.conf, /etc/yum.repos.d are
+  as they were, file for file and byte for byte.
 And a real config given an option that only dnf5 knows is refused before any work: exit 2, one Error: line that
 names the option, no temp dir, no image, not one request to its repositories.
 """
@@ -92,10 +93,11 @@ REAL_CONFIGS = (
 )
 FEDORA_41 = REAL_CONFIGS[8]
 
-# Options of dnf5's [main] that dnf 4 does not have (dnf 4.14 here has neither; checked with its Python API):
-# allow_downgrade is the first option dnf5.conf(5) documents; use_host_config is bound in libdnf5's ConfigMain.
+# Options of dnf5's [main] that dnf 4 does not have (this host's dnf 4.14 knows none of them: checked with its
+# Python API): allow_downgrade is the first option dnf5.conf(5) documents; use_host_config, skip_unavailable and
+# pkg_gpgcheck (dnf5's name for gpgcheck, which it keeps as an alias) are bound in libdnf5's ConfigMain.
 # (optional_metadata_types is no such option: later dnf 4 releases have it too.)
-DNF5_ONLY_OPTIONS = ("use_host_config=True", "allow_downgrade=False")
+DNF5_ONLY_OPTIONS = ("use_host_config=True", "allow_downgrade=False", "skip_unavailable=True", "pkg_gpgcheck=1")
 
 GPGKEY_LINE = re.compile(r"^gpgkey\s*=")
 URL_LINE = re.compile(r"^(baseurl|mirrorlist|metalink)\s*=\s*(.*)$")
