@@ -41,8 +41,8 @@ from conftest import (
     CORE_MANDATORY, DEMO_VERSION, ROOT, Builder, Repo, docker_out, image_id, image_rpm_qa, require, run_in_image,
 )
 from httpserver import Served, serving
-from test_fresh_host import HOST_STATE, HOSTVIEW, snapshot
 from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
+from test_fresh_host import HOST_STATE, HOSTVIEW, snapshot
 
 CONFIGS = ROOT / "tests" / "configs"
 PORT = "@PORT@"
