@@ -42,9 +42,10 @@ from conftest import (
 )
 from httpserver import Served, serving
 from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
-from test_fresh_host import HOST_STATE, HOSTVIEW, snapshot
+from test_fresh_host import HOST_STATE, snapshot
 
 CONFIGS = ROOT / "tests" / "configs"
+HOSTVIEW = ROOT / "tests" / "hostview.py"
 PORT = "@PORT@"
 """Where a data file's URLs name the port of the test's server."""
 HOST_STATE_AND_CONFIG = (*HOST_STATE, Path("/etc/yum.conf"), Path("/etc/yum.repos.d"))
@@ -223,7 +224,7 @@ def install(config: RealConfig, texts: dict[str, str], where: Path) -> Installed
     scratch.mkdir()
     wrapper = [sys.executable, str(HOSTVIEW), "--scratch", str(scratch), "--writable", "/etc"]
     for path, text in texts.items():
-        wrapper += ["--write", f"/etc/{path}={text}"]
+        wrapper.append(f"--write=/etc/{path}={text}")
     return Installed(Path("/etc/yum.conf"), (*wrapper, "--"))
 
 
