@@ -15,7 +15,8 @@ import pytest
 from conftest import Builder, Repo, require
 from mkimage import gpgcheck
 from mkimage.gpgcheck import BAD, NO_KEY, NOT_SIGNED, WRONG_KEY, GpgFailure
-from mkimage.installer.config import ConfigAnswer, Repo
+from mkimage.installer.config import ConfigAnswer
+from mkimage.installer.config import Repo as RepoAnswer
 from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
 
 UNSIGNED = "demo-hello-1.0-1.noarch.rpm"
@@ -298,7 +299,7 @@ def test_inspect_asks_rpmkeys_only_about_signed_packages(tmp_path: Path) -> None
 def test_other_failures_are_not_gpg_failures(tmp_path: Path) -> None:
     answer = ConfigAnswer(config=tmp_path / "yum.conf", package_manager="dnf", releasever="9", basearch="x86_64",
                           cachedir="/var/cache/dnf",
-                          repos=(Repo("r", True, baseurl=("file:///nonexistent",), gpgkey=("file:///k.asc",)),))
+                          repos=(RepoAnswer("r", True, baseurl=("file:///nonexistent",), gpgkey=("file:///k.asc",)),))
     lines = ["No match for argument: vim", "Error: Unable to find a match: vim"]
     assert gpgcheck.explain(lines, answer=answer, cache=tmp_path, checksig=lambda path: "") is None
     fetch = ["Curl error (37): Couldn't read a file:// file for file:///k.asc [Couldn't open file /k.asc]"]
