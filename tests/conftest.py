@@ -208,6 +208,19 @@ def run_in_image(reference: str, *command: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+def image_rpm_qa(reference: str, scratch: Path, dbpath: str = "/var/lib/rpm") -> list[str]:
+    """The packages the image's rpm database at dbpath lists (NAME-VERSION-RELEASE.ARCH, sorted), read with this
+    host's rpm from a copy taken out of the image: the image needs no rpm of its own."""
+    container = docker_out("create", reference).strip()
+    try:
+        subprocess.run(["docker", "cp", f"{container}:{dbpath}", str(scratch)], check=True, capture_output=True)
+    finally:
+        docker_out("rm", container)
+    query = ["rpm", "--dbpath", str(scratch), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
+    listed = subprocess.run(query, check=True, capture_output=True, text=True)
+    return sorted(listed.stdout.split())
+
+
 @dataclass
 class Layer:
     """The single layer of an imported image, as docker save gives it."""
