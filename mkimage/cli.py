@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems, Unchanged
+from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems, ReportError, Unchanged
 
 if TYPE_CHECKING:  # the heavier modules are imported when a build runs, so --help stays fast
-    from .context import BuildSpec
+    from .context import BuildContext, BuildSpec
     from .preflight import Request
+    from .result import BuildResult
+    from .sbom import SbomRequest
 
 PATH_TYPE = click.Path(path_type=Path)
 
@@ -255,7 +257,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
-    printed = None
+    ctx.delivery.report_path = request.report
+    printed, failure = None, None
     if not spec.sandbox:
         from .sandbox import NO_SANDBOX_WARNING
         ui.warn(NO_SANDBOX_WARNING)
@@ -271,6 +274,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
         if err.log_path is None:  # the log is kept whenever a build does not succeed: say where
             err.log_path = log_path
+        failure = err
         raise
     except BaseException as err:
         result.status, result.exit_code, result.error = "failed", EXIT_INTERNAL, repr(err)
@@ -284,14 +288,36 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         else:
             result.log_file = str(log_path)
         ui.close()
-        if request.report is not None:
-            result.write_report(request.report)
+        report_problem = _write_report(ctx, request.report)
+        if report_problem and failure is not None and not isinstance(failure, ReportError):
+            failure.details.append(report_problem)
+    if report_problem:  # the build succeeded and published everything: only its report is missing
+        raise ReportError(report_problem, details=[f"published: {item}" for item in _published(result)])
     ui.summary(result)
     if result.rootfs_kept:
         ui.info(f"rootfs kept at {result.rootfs}")
     if result.pushed and not printed:
         printed = "\n".join(result.pushed)
     click.echo(printed or (result.rootfs if spec.rootfs_only else result.reference))
+
+
+def _write_report(ctx: BuildContext, path: Path | None) -> str | None:
+    """The report, into the space the delivery reserved for it (when it got that far); the problem, if any."""
+    if path is None:
+        return None
+    from .fullfs import reason
+    try:
+        ctx.result.write_report(path, ctx.delivery.report)
+    except OSError as err:
+        return f"cannot write the report {path}: {reason(err, path)}"
+    finally:
+        ctx.delivery.report = None
+    return None
+
+
+def _published(result: BuildResult) -> list[str]:
+    return [*(f"tag {tag}" for tag in result.tags), *(f"output {output}" for output in result.outputs),
+            *(f"sbom {path}" for path in result.sboms), *(f"push {line}" for line in result.pushed)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
