@@ -145,7 +145,8 @@ def install_failure(ctx: BuildContext, result: CommandResult) -> InstallError:
     if gpg is not None:
         return InstallError(gpg.message, details=[f"hint: {hint}" for hint in gpg.hints], log_path=ctx.log.path)
     lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-    hints = failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config))
+    hints = fullfs.rootfs_hints(failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config)),
+                                ctx.result.rootfs_in_memory, ctx.workdir)
     return InstallError(f"{ctx.spec.package_manager.name} install failed with exit code {result.returncode}"
                         + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
 
@@ -346,13 +347,47 @@ CLEANUP_STEPS: tuple[Callable[[BuildContext, list[str]], None], ...] = (
 
 
 def run_stage(ctx: BuildContext, stage: Stage) -> None:
-    """Run one stage under its heading; its time is recorded whether it succeeds or not."""
+    """Run one stage under its heading; its time is recorded whether it succeeds or not.  A full file system is
+    named in the stage's own error; a log that could not be written fails the build once the stage is done."""
     started = time.monotonic()
     try:
         with ctx.ui.stage(stage.name, stage.title):
-            stage.run(ctx)
+            try:
+                stage.run(ctx)
+            except OSError as err:
+                if not fullfs.is_full(err):
+                    raise
+                raise full_disk_error(ctx, stage, err) from None
+            except MkimageError as err:
+                if ctx.log.error is not None and stage is not CLEANUP:
+                    err.details.append(log_error(ctx).message)
+                raise
+            if ctx.log.error is not None and stage is not CLEANUP:
+                raise log_error(ctx)
     finally:
         ctx.result.stages[stage.name] = time.monotonic() - started
+
+
+# A full file system in one of these stages fails the build as the stage's own failure would; elsewhere exit 5.
+FULL_DISK_ERRORS: dict[str, type[MkimageError]] = {
+    **{name: InstallError for name in ("rootfs", "devices", "yumvars", "inputs", "install", "clean", "rpmdb",
+                                       "scrub", "version")},
+    "profile": ProfileError,
+}
+
+
+def full_disk_error(ctx: BuildContext, stage: Stage, err: OSError) -> MkimageError:
+    path = err.filename or ctx.workdir or ctx.spec.tmpdir
+    error = FULL_DISK_ERRORS.get(stage.name, ExportError)
+    return error(f"{stage.title[0].lower()}{stage.title[1:]} failed: {fullfs.reason(err, path)}",
+                 details=[log_error(ctx).message] if ctx.log.error else [], log_path=ctx.log.path)
+
+
+def log_error(ctx: BuildContext) -> ExportError:
+    """The log could not be written (the rest of it is lost)."""
+    assert ctx.log.error is not None
+    return ExportError(f"cannot write the log {ctx.log.path}: {fullfs.reason(ctx.log.error, ctx.log.path)}; "
+                       "the log is incomplete")
 
 
 BUILD_UMASK = 0o022
