@@ -202,13 +202,19 @@ def find_version(ctx: BuildContext) -> None:
 
 # ----------------------------------------------------------------------------------------- smoke, tag
 def smoke_test(ctx: BuildContext) -> None:
-    """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
+    """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass, each within
+    the profile's smoke.timeout."""
     assert ctx.image_id is not None
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
+    timeout = ctx.profile.smoke_timeout
     for command in commands:
         argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command)
         ctx.result.smoke_commands.append(list(command))
-        result = run_captured(argv, log=ctx.log, timeout=600)
+        result = run_captured(argv, log=ctx.log, timeout=timeout)
+        if result.timed_out:
+            raise SmokeTimeout(f"smoke test {' '.join(command)!r} timed out after {timeout:g}s (smoke.timeout in "
+                               f"the profile); {ctx.spec.name} was not tagged", details=result.tail[-5:],
+                               log_path=ctx.log.path)
         output = result.stdout.strip()
         expected_output = tuple(command) != SMOKE_DEFAULT or output == SMOKE_EXPECTED
         if not result.ok or not expected_output:
