@@ -197,27 +197,29 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         _list_profiles()
         return
     started = time.monotonic()
-    profile_problems: list[str] = []
+    profile_problems: list[str] = _empty_name_problems(groups, packages, excludes)
     try:
         profile, merged = resolve(profiles, _overrides(groups, packages, excludes))
     except ProfileProblems as err:
-        profile, merged, profile_problems = None, {}, err.problems
+        profile, merged, profile_problems = None, {}, [*profile_problems, *err.problems]
     if show_profile:
         if profile_problems:
             raise Problems(profile_problems)
         click.echo(json.dumps(merged, indent=2))
         return
+    # Every path is made absolute here, once, against the caller's directory: preflight checks what the build
+    # uses, and dnf (which runs in the sandbox with / as its directory) gets absolute paths.
     request = preflight.Request(
-        reference=reference, tag=tag, config=config or pkgmgr.default_config(), pkg_manager=pkg_manager,
-        releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
-        cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
-        smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
+        reference=reference, tag=tag, config=_absolute(config or pkgmgr.default_config()), pkg_manager=pkg_manager,
+        releasever=releasever, tmpdir=_absolute(tmpdir or preflight.default_tmpdir()),
+        rootfs_in_memory=rootfs_in_memory, cache_dir=_absolute(cache_dir), keep_rootfs=keep_rootfs,
+        rootfs_only=rootfs_only, smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
         reproducible=reproducible, skip_unchanged=skip_unchanged,
-        sboms=tuple(parse_request(text, sbom_format) for text in sboms),
-        log_file=log_file, report=report,
+        sboms=tuple(_absolute_sbom(parse_request(text, sbom_format)) for text in sboms),
+        log_file=_absolute(log_file), report=_absolute(report),
         engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced, outputs=outputs, push=push,
-        authfile=authfile, registry_cert_dir=registry_cert_dir, tls_verify=tls_verify,
+        authfile=_absolute(authfile), registry_cert_dir=_absolute(registry_cert_dir), tls_verify=tls_verify,
         sandbox=not no_sandbox,
     )
     try:
@@ -228,6 +230,23 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     run_build(spec, request, _verbosity(verbose, quiet), preflight_seconds=time.monotonic() - started)
 
 
+def _absolute(path: Path | None) -> Path | None:
+    """path against the caller's directory, normalised ('..' resolved by name, symlinks left alone)."""
+    return Path(os.path.abspath(path)) if path is not None else None
+
+
+def _absolute_sbom(request: SbomRequest) -> SbomRequest:
+    from .sbom import SbomRequest
+    return SbomRequest(request.format, Path(os.path.abspath(request.path)))
+
+
+def _empty_name_problems(groups: Sequence[str], packages: Sequence[str], excludes: Sequence[str]) -> list[str]:
+    """-p '', -g '' and -x '' would reach dnf; they are bad input."""
+    named = (("-g", "group", groups), ("-p", "package", packages), ("-x", "package pattern", excludes))
+    return [f"{flag} {value!r}: empty {what} name" for flag, what, values in named for value in values
+            if not value.strip()]
+
+
 def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -> None:
     """Pipelines parse the report whatever happened; for bad input it lists the problems."""
     if path is None:
@@ -236,7 +255,7 @@ def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -
     result = BuildResult(name=reference or "", status="failed", exit_code=err.exit_code, error=err.message,
                          error_kind=err.kind, problems=err.problems, finished_at=time.time())
     try:
-        result.write_report(path)
+        result.write_report(path)  # never over a device, FIFO or symlink: those are among the problems
     except OSError:
         pass  # an unwritable --report is itself one of the problems reported
 

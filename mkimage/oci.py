@@ -745,7 +745,8 @@ def _parent_problem(path: Path) -> str | None:
 def _archive_problem(path: Path) -> str | None:
     if path.is_dir() and not path.is_symlink():
         return f"{path} is a directory; give a file path for the archive"
-    return None
+    problem = replaceable_problem(path)
+    return f"{path} {problem}" if problem else None
 
 
 def _layout_problem(path: Path) -> str | None:

@@ -321,7 +321,8 @@ class _Loader:
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
         if not path.is_file():
-            self.problems.append(f"{where}: profile file {str(path)!r} not found")
+            found = "not found" if not path.exists() else "is not a regular file"
+            self.problems.append(f"{where}: profile file {str(path)!r} {found}")
             return None
         return path.resolve()
 
