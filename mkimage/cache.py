@@ -31,7 +31,7 @@ def attach(ctx: BuildContext) -> None:
         ctx.ui.info(f"waiting for another build to finish with --cache-dir {cache_dir}")
         fcntl.flock(lock, fcntl.LOCK_EX)
     ctx.cache_lock = lock
-    cache_in_root = ctx.rootfs / ctx.spec.package_manager.cache_subdir
+    cache_in_root = ctx.package_cache
     cache_in_root.mkdir(parents=True, exist_ok=True)
     try:
         mounts.mount(str(cache_dir), cache_in_root, "", mounts.MS_BIND)

@@ -189,7 +189,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     mkimage diff OLD NEW compares two images (see mkimage diff --help).
     To build an image named "diff", put an option before it: mkimage -y CONF diff
     """
-    from . import pkgmgr, preflight
+    from . import installer, preflight
     from .profile import Profile, ProfileProblems, resolve
     from .sbom import parse_request
 
@@ -210,8 +210,8 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     # Every path is made absolute here, once, against the caller's directory: preflight checks what the build
     # uses, and dnf (which runs in the sandbox with / as its directory) gets absolute paths.
     request = preflight.Request(
-        reference=reference, tag=tag, config=_absolute(config or pkgmgr.default_config()), pkg_manager=pkg_manager,
-        releasever=releasever, tmpdir=_absolute(tmpdir or preflight.default_tmpdir()),
+        reference=reference, tag=tag, config=_absolute(config or installer.default_config()),
+        pkg_manager=pkg_manager, releasever=releasever, tmpdir=_absolute(tmpdir or preflight.default_tmpdir()),
         rootfs_in_memory=rootfs_in_memory, cache_dir=_absolute(cache_dir), keep_rootfs=keep_rootfs,
         rootfs_only=rootfs_only, smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
@@ -260,6 +260,18 @@ def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -
         pass  # an unwritable --report is itself one of the problems reported
 
 
+def _note_config(spec: BuildSpec, result: Any, ui: Any) -> None:
+    """What the package manager made of the config, in the report and the log."""
+    from .installer.config import ignored_options
+    answer = spec.config_answer
+    result.releasever, result.cachedir = answer.releasever, answer.cachedir
+    result.ignored_options = ignored_options(answer)
+    ui.detail(f"{answer.package_manager} reads {answer.config}: repositories {', '.join(sorted(answer.enabled_ids))}; "
+              f"release version {answer.releasever or 'none'}; cache {answer.cachedir}")
+    if result.ignored_options:
+        ui.detail(f"{answer.package_manager} ignores these options of the config: {', '.join(result.ignored_options)}")
+
+
 def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_seconds: float) -> None:
     from .context import BuildContext
     from .pipeline import build
@@ -273,6 +285,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     result.stages["preflight"] = preflight_seconds
     result.profile.applied = list(spec.profile.applied)
     result.sandboxed = spec.sandbox
+    _note_config(spec, result, ui)
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)

@@ -10,10 +10,12 @@ from .deliver import Delivery
 from .engine import Engine
 from .oci import Image, Output
 from .publish import RegistryOptions
-from .pkgmgr import InstallRequest, PackageManager
+from .installer import InstallRequest, PackageManager
+from .installer.config import ConfigAnswer
+from .installer.rpm import INSTALL_DBPATH, make_empty_database
 from .profile import Profile
 from .result import BuildResult
-from .run import BuildLog, run_captured, tool_env
+from .run import BuildLog, tool_env
 from .sbom import SbomRequest
 from .ui import Reporter
 
@@ -30,6 +32,9 @@ class BuildSpec:
     config: Path
     package_manager: PackageManager
     releasever: str
+    """--releasever as given: a version, or '/' (detect it from this host)."""
+    config_answer: ConfigAnswer
+    """The package manager's own reading of the config (repositories, variables, cache), asked in preflight."""
     profile: Profile
     tmpdir: Path
     rootfs_in_memory: str = "auto"
@@ -89,7 +94,7 @@ class BuildContext:
     version: str | None = None
     delivery: Delivery = field(default_factory=Delivery)
     """What the build staged, published and tagged, so that a late failure can put it back (deliver.py)."""
-    _host_paths: list[str] | None = None
+    _host_release_db: Path | None = None
 
     def __post_init__(self) -> None:
         if self.epoch is None:
@@ -109,9 +114,14 @@ class BuildContext:
 
     @property
     def tool_home(self) -> Path:
-        """HOME for the package manager and rpm: its .rpmmacros pins the database to /var/lib/rpm in the
+        """HOME for the package manager and rpm: its .rpmmacros pins the database to INSTALL_DBPATH in the
         rootfs, whatever this host's rpm would choose (Debian's: ~/.rpmdb)."""
         return self.workdir_path("home")
+
+    @property
+    def package_cache(self) -> Path:
+        """The package manager's cache in the rootfs: the config's cachedir as the package manager resolves it."""
+        return self.spec.config_answer.cache_in(self.rootfs)
 
     def workdir_path(self, name: str) -> Path:
         """A path in the build's work dir, beside the rootfs (removed with it)."""
@@ -153,15 +163,33 @@ class BuildContext:
         if not self.spec.sandbox:
             return argv
         assert self.workdir is not None, "the rootfs stage has not run"
-        if self._host_paths is None:
-            self._host_paths = [*sandbox.config_paths(self.spec.config), *self._host_rpmdb()]
         return sandbox.package_manager_argv(argv, workdir=self.workdir, rootfs=self.rootfs,
-                                            read_only=self._host_paths, top_level_links=sandbox.host_top_level_links())
+                                            read_only=self.spec.config_answer.host_paths(),
+                                            top_level_links=sandbox.host_top_level_links(),
+                                            mounted_at=self._host_release_view())
 
-    def _host_rpmdb(self) -> list[str]:
-        result = run_captured(list(sandbox.HOST_RPMDB_ARGV), log=self.log, env=self.tool_env, timeout=60)
-        db_path = result.stdout.strip()
-        return [db_path] if result.ok and db_path.startswith("/") else []
+    def _host_release_view(self) -> dict[str, str]:
+        """With --releasever=/ on a host that has no release package, dnf looks for one in the host's database:
+        the sandbox shows it an empty one (made once, in the work dir), so that a host with no database at all
+        behaves like one whose database holds no release package.  Nothing of the host's database is shown."""
+        if self.releasever != "/":
+            return {}
+        if self._host_release_db is None:
+            made = make_empty_database(self.workdir_path("host-rpmdb"), log=self.log, env=self.tool_env)
+            if made is None:
+                return {}
+            self._host_release_db = made
+        return {INSTALL_DBPATH: str(self._host_release_db)}
+
+    @property
+    def releasever(self) -> str | None:
+        """What --releasever the package manager gets: the version given or detected in preflight; '/' in the
+        sandbox when there is none (dnf then detects none, as on a host without a release package); without the
+        sandbox, no flag (dnf finds none in the empty installroot)."""
+        detected = self.spec.config_answer.releasever
+        if detected:
+            return detected
+        return "/" if self.spec.sandbox else None
 
     def contained_env(self, env: dict[str, str]) -> dict[str, str]:
         """env reduced to the sandbox's allow-list, unless --no-sandbox."""
@@ -169,7 +197,7 @@ class BuildContext:
 
     def install_request(self) -> InstallRequest:
         return InstallRequest(
-            config=self.spec.config, root=self.rootfs, releasever=self.spec.releasever,
+            config=self.spec.config, root=self.rootfs, releasever=self.releasever,
             groups=self.profile.groups, packages=self.profile.packages, exclude=self.profile.exclude,
             keep_cache=self.spec.cache_dir is not None,
         )

@@ -48,6 +48,9 @@ def apply_profile(ctx: BuildContext) -> None:
         write_files(root, profile.write, outcome)
         kept = keep_set(root, profile.keep)
         remove_paths(root, profile.remove, kept, outcome, outcome.removed_paths)
+        if profile.remove_package_cache:
+            cache = PurePosixPath(ctx.spec.config_answer.cachedir) / "*"
+            remove_paths(root, (str(cache),), kept, outcome, outcome.removed_paths)
         set_files(root, profile.set, outcome)
         harden(root, profile.hardening, kept, outcome)
         if profile.rebuild_rpmdb:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .pkgmgr import repo_urls
+from .installer.config import ConfigAnswer
 from .run import BuildLog, run_captured
 
 NOT_SIGNED, NO_KEY, WRONG_KEY, NOT_TRUSTED, BAD = "not-signed", "no-key", "wrong-key", "not-trusted", "bad"
@@ -37,7 +37,6 @@ PROBLEM_REPO_RE = re.compile(r"Problem repository: \[?(?P<repo>[^\]\s]+)")
 RPMKEYS_KEY_RE = re.compile(r"Signature, key ID (?P<key>[0-9a-fA-F]+): (?P<status>[A-Z]+)")
 RPMKEYS_BAD_RE = re.compile(r"^\s*(?P<what>[^:]+): BAD\b")
 FINAL_LINE = "GPG check FAILED"
-RPM_CACHE_DIRS = ("var/cache/dnf", "var/cache/yum")
 
 HINTS = {
     NOT_SIGNED: "an unsigned package: sign it (rpmsign --addsign) or take it from a signed repository; set "
@@ -156,18 +155,6 @@ def rpmkeys_checker(root: Path, *, log: BuildLog, env: dict[str, str]) -> Callab
 
 
 # ----------------------------------------------------------------------------------------- explaining
-def gpgkey_urls(config: Path) -> list[str]:
-    """Every gpgkey URL of the config and its reposdir."""
-    return [url for _, value in repo_urls(config, keys=("gpgkey",)) for url in value.split(",") if url]
-
-
-def package_dirs(root: Path, config: Path) -> list[Path]:
-    """Where the failing files are: the rootfs's package cache, and the directories of local (file://) repos,
-    which dnf reads in place."""
-    local = [Path(url[len("file://"):]) for _, url in repo_urls(config) if url.startswith("file:///")]
-    return [root / sub for sub in RPM_CACHE_DIRS] + local
-
-
 def find_file(name: str, dirs: Iterable[Path]) -> Path | None:
     for directory in dirs:
         for parent, subdirs, files in os.walk(directory):  # never follows symlinks
@@ -205,19 +192,21 @@ def describe(failures: Sequence[GpgFailure]) -> GpgExplanation:
     return GpgExplanation(message, hints + ([key] if key else []))
 
 
-def explain(lines: Sequence[str], *, root: Path, config: Path,
+def explain(lines: Sequence[str], *, answer: ConfigAnswer, cache: Path,
             checksig: Callable[[Path], str]) -> GpgExplanation | None:
     """One sentence and the hints for a GPG failure in the package manager's output; None when it is none.
+    The failing files are looked for where the package manager put them: its cache in the rootfs, and the
+    directories of local (file://) repositories, which it reads in place.
     checksig runs rpmkeys_argv on a file and returns its output."""
     failures = parse_failures(lines)
     if failures:
-        dirs = package_dirs(root, config)
+        dirs = [cache, *answer.local_repo_dirs]
         return describe([inspect(failure, find_file(failure.file, dirs), checksig) for failure in failures])
     repo = repo_without_key(lines)
     if repo:
         return GpgExplanation(f"GPG check failed: repository {repo} has gpgcheck=1 but no gpgkey=, and no key "
                               "is imported", ["add gpgkey=URL of the repository's signing key to it"])
-    unreadable = unreadable_gpgkey(lines, gpgkey_urls(config))
+    unreadable = unreadable_gpgkey(lines, answer.gpgkey_urls)
     if unreadable:
         return GpgExplanation(f"GPG check failed: a repository's gpgkey cannot be read: {unreadable}",
                               ["fix gpgkey= (a file:// key must exist and be readable by the package manager)"])

@@ -20,7 +20,9 @@ from .errors import (
     BadInput, ExportError, InstallError, Interrupted, MkimageError, ProfileError, SmokeTestError, SmokeTimeout,
 )
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
-from .pkgmgr import FAILURE_PATTERNS, HOST_VARS_DIRS, failure_hints, repos_use_releasever, scriptlet_failure
+from .installer import HOST_VARS_DIRS
+from .installer.output import FAILURE_PATTERNS, failure_hints, scriptlet_failure
+from .installer.rpm import INSTALL_DBPATH, write_host_macros
 from .reference import fallback_tag, version_from_release
 from .run import CommandResult, relevant_lines, run_captured, run_streaming
 from .ui import human_bytes
@@ -78,7 +80,7 @@ def create_rootfs(ctx: BuildContext) -> None:
     ctx.rootfs.mkdir(mode=0o755)
     os.chmod(ctx.rootfs, 0o755)
     ctx.tool_tmpdir.mkdir(mode=0o700)
-    rpmdb.write_host_macros(ctx.tool_home)
+    write_host_macros(ctx.tool_home)
     if wants_memory(ctx):
         mount_rootfs_tmpfs(ctx)
     ctx.ui.detail(f"rootfs: {ctx.rootfs}" + (" (tmpfs)" if ctx.result.rootfs_in_memory else ""))
@@ -102,9 +104,10 @@ def make_devices(ctx: BuildContext) -> None:
 
 
 def copy_yum_vars(ctx: BuildContext) -> None:
-    """Amazon Linux's yum fails without its vars: copy /etc/yum/vars and /etc/dnf/vars, modes kept."""
-    for source in HOST_VARS_DIRS:
-        if not source.is_dir():
+    """Amazon Linux's yum fails without its vars: copy the host's vars dirs (the config's varsdir, as the package
+    manager says: /etc/dnf/vars and /etc/yum/vars unless the config names others), modes kept."""
+    for source in map(Path, ctx.spec.config_answer.varsdir or HOST_VARS_DIRS):
+        if not source.is_absolute() or not source.is_dir():
             continue
         target = ctx.rootfs / source.relative_to("/")
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -141,11 +144,12 @@ def install_packages(ctx: BuildContext) -> None:
 def install_failure(ctx: BuildContext, result: CommandResult) -> InstallError:
     """The error for a failed install: a GPG failure named package by package, else dnf's relevant lines."""
     checksig = gpgcheck.rpmkeys_checker(ctx.rootfs, log=ctx.log, env=ctx.tool_env)
-    gpg = gpgcheck.explain(result.tail, root=ctx.rootfs, config=ctx.spec.config, checksig=checksig)
+    gpg = gpgcheck.explain(result.tail, answer=ctx.spec.config_answer, cache=ctx.package_cache, checksig=checksig)
     if gpg is not None:
         return InstallError(gpg.message, details=[f"hint: {hint}" for hint in gpg.hints], log_path=ctx.log.path)
     lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-    hints = fullfs.rootfs_hints(failure_hints(result.tail, repos_use_releasever=repos_use_releasever(ctx.spec.config)),
+    hints = fullfs.rootfs_hints(failure_hints(result.tail,
+                                              repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever),
                                 ctx.result.rootfs_in_memory, ctx.workdir)
     return InstallError(f"{ctx.spec.package_manager.name} install failed with exit code {result.returncode}"
                         + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
@@ -166,7 +170,7 @@ def record_scriptlet_failures(ctx: BuildContext, failures: list[str]) -> None:
 
 def installed_packages(ctx: BuildContext) -> list[str]:
     """What the install left (the rpmdb stage lists them again from the database's final place)."""
-    return rpmdb.host_rpm_packages(ctx, rpmdb.INSTALL_DBPATH)
+    return rpmdb.host_rpm_packages(ctx, INSTALL_DBPATH)
 
 
 def clean_packages(ctx: BuildContext) -> None:

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import oci, pkgmgr, publish, sandbox
+from . import installer, oci, publish, sandbox
+from .installer import config as installer_config
+from .installer.config import ConfigAnswer
+from .installer.yum import Yum
 from .engine import Engine, missing_engine_problem, select_engine
 from .context import SMOKE_DEFAULT, BuildSpec
 from .errors import Problems
@@ -134,11 +137,11 @@ def sandbox_probe_problem() -> str | None:
     return sandbox.probe_problem(result.returncode, result.tail)
 
 
-def host_has_release() -> bool:
-    """Whether --releasever=/ can find a release package on this host."""
-    if shutil.which("rpm") is None:
-        return False
-    return run_captured(["rpm", "-q", "--whatprovides", "system-release(releasever)"], timeout=60).ok
+def config_problems(request: Request, manager: installer.PackageManager) -> tuple[ConfigAnswer | None, list[str]]:
+    answer = installer_config.ask(manager, request.config, request.releasever, sandboxed=request.sandbox)
+    if isinstance(answer, str):
+        return None, [answer]
+    return answer, installer_config.problems(answer)
 
 
 def option_problems(request: Request) -> list[str]:
@@ -157,8 +160,8 @@ def option_problems(request: Request) -> list[str]:
     return problems
 
 
-def reproducible_problem(request: Request, manager: pkgmgr.PackageManager | None, epoch: int | None) -> str | None:
-    if request.reproducible and epoch is None and isinstance(manager, pkgmgr.Yum):
+def reproducible_problem(request: Request, manager: installer.PackageManager | None, epoch: int | None) -> str | None:
+    if request.reproducible and epoch is None and isinstance(manager, Yum):
         return ("--reproducible with yum 3 needs SOURCE_DATE_EPOCH (its rpm 4.11 ignores it anyway: "
                 "EL7 builds are not reproducible, see the README)")
     return None
@@ -217,10 +220,10 @@ def output_problems(request: Request, name: str, tags: Sequence[str]) -> tuple[t
 def check(request: Request, profile: Profile, profile_problems: Sequence[str] = ()) -> BuildSpec:
     """The BuildSpec, or Problems listing everything that is wrong."""
     name_problems, name, explicit_tag = reference_problems(request.reference, request.tag)
-    manager, manager_problem = pkgmgr.detect(request.pkg_manager)
+    manager, manager_problem = installer.detect(request.pkg_manager)
     epoch, epoch_problem = source_date_epoch()
     outputs, outputs_problems = output_problems(request, name, [t for t in (explicit_tag, *request.extra_tags) if t])
-    config_problem = pkgmgr.config_problem(request.config)
+    config_problem = installer.config_file_problem(request.config)
     candidates: list[str | None] = [
         None if os.geteuid() == 0 else ("mkimage must run as root (it makes device nodes and installs into a "
                                         "chroot): run it with sudo"),
@@ -228,7 +231,6 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         *profile_problems,
         manager_problem,
         config_problem,
-        None if config_problem else pkgmgr.no_repo_problem(request.config),
         *tool_problems(request, profile),
         dir_problem(request.tmpdir, "--tmpdir"),
         creatable_dir_problem(request.cache_dir, "--cache-dir") if request.cache_dir else None,
@@ -242,18 +244,20 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
     ]
     problems = [problem for problem in candidates if problem]
     engine: Engine | None = None
+    answer: ConfigAnswer | None = None
     if not problems:  # these ask other programs: only worth it once everything else is right
-        engine, problems = engine_problems(request, profile)
-        problems = [problem for problem in (
-            pkgmgr.releasever_problem(request.config, request.releasever, host_has_release()),
-            sandbox_probe_problem() if request.sandbox else None,
-        ) if problem] + problems
+        assert manager is not None
+        sandbox_problem = sandbox_probe_problem() if request.sandbox else None
+        if sandbox_problem is None:
+            answer, problems = config_problems(request, manager)
+        engine, engine_problem_list = engine_problems(request, profile)
+        problems = [problem for problem in (sandbox_problem,) if problem] + problems + engine_problem_list
     if problems:
         raise Problems(problems)
-    assert manager is not None
+    assert manager is not None and answer is not None
     return BuildSpec(
-        name=name, explicit_tag=explicit_tag, config=request.config, package_manager=manager,
-        releasever=request.releasever, profile=profile, tmpdir=request.tmpdir,
+        name=name, explicit_tag=explicit_tag, config=answer.config, package_manager=manager,
+        releasever=request.releasever, config_answer=answer, profile=profile, tmpdir=request.tmpdir,
         rootfs_in_memory=request.rootfs_in_memory, cache_dir=request.cache_dir,
         keep_rootfs=request.keep_rootfs, rootfs_only=request.rootfs_only, smoke_test=request.smoke_test,
         smoke_cmd=request.smoke_cmd or SMOKE_DEFAULT, allow_scriptlet_failures=request.allow_scriptlet_failures,

@@ -240,6 +240,7 @@ SCHEMA: dict[str, Any] = {
     },
     "files": {
         "remove": _list_of(_image_path(True)),
+        "remove_package_cache": _bool,
         "keep": _list_of(_image_path(True)),
         "write": _list_of(_table(WRITE_SCHEMA, required=("path", "content"))),
         "set": _list_of(_table(SET_SCHEMA, required=("path",))),
@@ -411,6 +412,8 @@ class Profile:
     exclude: tuple[str, ...] = ()
     rebuild_rpmdb: bool = False
     remove: tuple[str, ...] = ()
+    remove_package_cache: bool = False
+    """[files] remove_package_cache = true: empty the config's cachedir, wherever the package manager put it."""
     keep: tuple[str, ...] = ()
     write: tuple[FileWrite, ...] = ()
     set: tuple[FileSet, ...] = ()
@@ -450,6 +453,7 @@ def profile_from_data(data: Mapping[str, Any], applied: Sequence[str]) -> Profil
         exclude=tuple(packages.get("exclude", ())),
         rebuild_rpmdb=packages.get("rebuild_rpmdb", False),
         remove=tuple(files.get("remove", ())),
+        remove_package_cache=files.get("remove_package_cache", False),
         keep=tuple(files.get("keep", ())),
         write=tuple(FileWrite(w["path"], w["content"], int(w.get("mode", "0644").removeprefix("0o"), 8),
                               w.get("owner"), w.get("group")) for w in files.get("write", ())),

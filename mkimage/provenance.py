@@ -22,7 +22,7 @@ from . import __version__, cache, fullfs, publish
 from .context import BuildContext
 from .oci import rfc3339
 from .errors import BadInput, InstallError, Unchanged
-from .pkgmgr import FAILURE_PATTERNS, failure_hints, repo_urls, repos_use_releasever
+from .installer.output import FAILURE_PATTERNS, failure_hints
 from .run import relevant_lines, run_streaming
 
 INPUTS_LABEL = "mkimage.inputs"
@@ -60,7 +60,7 @@ def inputs_document(ctx: BuildContext, repositories: dict[str, str]) -> dict[str
     return {
         "mkimage": __version__,
         "package_manager": spec.package_manager.name,
-        "releasever": spec.releasever,
+        "releasever": spec.config_answer.releasever or spec.releasever,
         "repositories": repositories,
         "profile": profile_data(ctx),
         "source_date_epoch": spec.source_date_epoch,
@@ -78,16 +78,17 @@ def fetch_metadata(ctx: BuildContext, repo_ids: set[str]) -> dict[str, str]:
     result = run_streaming(ctx.contained(pm.makecache_argv(ctx.install_request())), log=ctx.log,
                            on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
-        hints = fullfs.rootfs_hints(failure_hints(result.tail, repos_use_releasever=repos_use_releasever(
-            ctx.spec.config)), ctx.result.rootfs_in_memory, ctx.workdir)
+        hints = fullfs.rootfs_hints(failure_hints(result.tail,
+                                                  repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever),
+                                    ctx.result.rootfs_in_memory, ctx.workdir)
         raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}"
                            + (f": {hints[0]}" if hints else ""), details=relevant_lines(result.tail, FAILURE_PATTERNS),
                            log_path=ctx.log.path)
-    found = repo_metadata(ctx.rootfs / pm.cache_subdir, repo_ids)
+    found = repo_metadata(ctx.package_cache, repo_ids)
     missing = sorted(repo_ids - set(found))
     if missing:
-        raise InstallError(f"no repository metadata for {', '.join(missing)} after makecache",
-                           log_path=ctx.log.path)
+        raise InstallError(f"no repository metadata for {', '.join(missing)} in {ctx.spec.config_answer.cachedir} "
+                           "after makecache", log_path=ctx.log.path)
     return found
 
 
@@ -150,7 +151,7 @@ def work_out_inputs(ctx: BuildContext) -> None:
     for --reproducible without SOURCE_DATE_EPOCH, the epoch; then --skip-unchanged may end the build.
     A --cache-dir is attached here and held until the install is done."""
     cache.attach(ctx)
-    repo_ids = {repo_id for repo_id, _ in repo_urls(ctx.spec.config)}
+    repo_ids = ctx.spec.config_answer.enabled_ids
     repositories = fetch_metadata(ctx, repo_ids)
     if ctx.spec.reproducible and ctx.epoch is None:
         ctx.epoch = derive_epoch(ctx, repo_ids)
@@ -181,7 +182,7 @@ def unchanged_image(ctx: BuildContext) -> str | None:
 
 
 def derive_epoch(ctx: BuildContext, repo_ids: set[str]) -> int:
-    epoch = newest_build_time(ctx.rootfs / ctx.spec.package_manager.cache_subdir, repo_ids)
+    epoch = newest_build_time(ctx.package_cache, repo_ids)
     if epoch is None:
         raise BadInput("--reproducible cannot read the packages' build times from this repository metadata: "
                        "set SOURCE_DATE_EPOCH instead")

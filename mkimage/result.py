@@ -77,6 +77,12 @@ class BuildResult:
     """Images these tags pointed to before and that stay: {"image_id", "reason"}."""
     packages: list[str] = field(default_factory=list)
     package_manager: str | None = None
+    releasever: str | None = None
+    """The release version the package manager used (given, or detected on this host); None: none."""
+    cachedir: str | None = None
+    """The package manager's cache inside the rootfs, as it resolves the config's cachedir."""
+    ignored_options: list[str] = field(default_factory=list)
+    """Options of the config the package manager does not know and ignores (yum 3's distroverpkg under dnf)."""
     bytes_streamed: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
@@ -21,10 +20,11 @@ from .context import BuildContext
 from .customize import chroot_command, chroot_env, image_mounts
 from .errors import InstallError
 from .fsutil import ConfinementError, glob_in_root, host_path, is_executable_in_root, remove_tree, resolve_in_root
+from .installer.rpm import INSTALL_DBPATH, checkpoint_sqlite
 from .run import CommandResult, run_captured
 
-INSTALL_DBPATH = "/var/lib/rpm"
-"""Where the package manager writes the database (EL7/EL8's place, and the compatibility link elsewhere)."""
+COMPAT_DBPATH = "/var/lib/rpm"
+"""EL7/EL8/EL9's place, and the compatibility link Fedora and EL10 keep there."""
 IMAGE_RPM = "/usr/bin/rpm"
 # rpm's macro path, minus the per-architecture and fileattrs files (which never set the database).
 MACRO_FILES = ("/usr/lib/rpm/macros", "/usr/lib/rpm/macros.d/macros.*", "/usr/lib/rpm/redhat/macros",
@@ -37,17 +37,6 @@ DEFINITION_RE = re.compile(r"^%(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<params>\([^)]
 REFERENCE_RE = re.compile(r"%(?:\{(?P<flag>[?!]*)(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<alt>[^}]*))?\}"
                           r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 MAX_EXPANSION_DEPTH = 16
-
-
-def host_macros() -> str:
-    """The ``.rpmmacros`` of the package manager's private HOME."""
-    return f"%_dbpath {INSTALL_DBPATH}\n"
-
-
-def write_host_macros(home: Path) -> None:
-    """rpm < 4.18 reads ``~/.rpmmacros``; rpm >= 4.18 reads it too (and ``~/.config/rpm/macros``)."""
-    home.mkdir(mode=0o700, exist_ok=True)
-    (home / ".rpmmacros").write_text(host_macros(), encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------- the image's rpm
@@ -124,11 +113,11 @@ def read_target(root: Path) -> TargetRpm:
     has_rpm = is_executable_in_root(root, IMAGE_RPM)
     texts = macro_texts(root)
     if not texts:
-        return TargetRpm(INSTALL_DBPATH, None, has_rpm)
+        return TargetRpm(COMPAT_DBPATH, None, has_rpm)
     macros = parse_macros(texts)
-    dbpath = expand(macros.get("_dbpath", INSTALL_DBPATH), macros)
+    dbpath = expand(macros.get("_dbpath", COMPAT_DBPATH), macros)
     if not dbpath or not dbpath.startswith("/") or ".." in dbpath.split("/"):
-        dbpath = INSTALL_DBPATH
+        dbpath = COMPAT_DBPATH
     backend = expand(macros["_db_backend"], macros) if "_db_backend" in macros else OLD_RPM_BACKEND
     return TargetRpm(str(PurePosixPath(dbpath)), backend or OLD_RPM_BACKEND, has_rpm)
 
@@ -142,37 +131,34 @@ def backend_on_disk(db_dir: Path) -> str | None:
 
 
 def relocate(root: Path, dbpath: str) -> Path:
-    """Move the database from INSTALL_DBPATH to dbpath, and leave INSTALL_DBPATH as a relative link to it
-    (as Fedora and EL10 ship it).  Returns the host path of the database directory."""
-    source = host_path(root, resolve_in_root(root, INSTALL_DBPATH))
+    """Move the database from INSTALL_DBPATH to dbpath as the image resolves it (through a /var/lib/rpm link its
+    rpm package ships, say); where dbpath is elsewhere and the image has nothing at /var/lib/rpm, leave a relative
+    link there (as Fedora and EL10 ship it).  Returns the host path of the database directory."""
+    source = host_path(root, PurePosixPath(INSTALL_DBPATH))
+    if source.is_symlink() or not source.is_dir():
+        raise InstallError(f"{INSTALL_DBPATH} in the image is not the directory the install wrote; "
+                           "cannot move the rpm database")
     target_image = resolve_in_root(root, dbpath)
     target = host_path(root, target_image)
-    if source == target:
-        return target
-    link = host_path(root, resolve_in_root(root, INSTALL_DBPATH, follow_last=False))
-    if link.is_symlink() or not link.is_dir():
-        raise InstallError(f"{INSTALL_DBPATH} in the image is not a directory; cannot move the rpm database")
+    if target.exists() and not target.is_dir():
+        raise InstallError(f"{dbpath} in the image is not a directory; cannot move the rpm database there")
     target.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for entry in sorted(os.listdir(link)):
-        os.replace(link / entry, target / entry)
-    link.rmdir()
-    link_image = PurePosixPath(INSTALL_DBPATH)
-    os.symlink(os.path.relpath(str(target_image), str(link_image.parent)), link)
+    for entry in sorted(os.listdir(source)):
+        os.replace(source / entry, target / entry)
+    source.rmdir()
+    leave_compat_link(root, target_image)
     return target
 
 
-def checkpoint_sqlite(db_dir: Path) -> None:
-    """Fold the write-ahead log into rpmdb.sqlite and switch it to rollback-journal mode, so that no -wal/-shm
-    file is needed (or left), and a reader on a read-only file system can open it."""
-    database = db_dir / "rpmdb.sqlite"
-    if not database.is_file():
+def leave_compat_link(root: Path, target_image: PurePosixPath) -> None:
+    """/var/lib/rpm -> the database, where the image has nothing there (its parents resolved inside the image)."""
+    compat = PurePosixPath(COMPAT_DBPATH)
+    parent_image = resolve_in_root(root, str(compat.parent))
+    link = host_path(root, parent_image) / compat.name
+    if os.path.lexists(link) or target_image == parent_image / compat.name:
         return
-    connection = sqlite3.connect(database, isolation_level=None)
-    try:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        connection.close()
+    link.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(str(target_image), str(parent_image)), link)
 
 
 def remove_side_files(db_dir: Path) -> list[str]:
@@ -215,7 +201,7 @@ def finalize(ctx: BuildContext) -> None:
     db_dir = relocate(root, target.dbpath)
     written = backend_on_disk(db_dir)
     if written is None:
-        raise InstallError(f"no rpm database in {INSTALL_DBPATH} after the install", log_path=ctx.log.path)
+        raise InstallError(f"no rpm database in {target.dbpath} after the install", log_path=ctx.log.path)
     checkpoint_sqlite(db_dir)
     outcome.path, outcome.host_backend, outcome.image_backend = target.dbpath, written, target.backend
     outcome.image_has_rpm = target.has_rpm

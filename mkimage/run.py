@@ -24,6 +24,9 @@ PASSTHROUGH_ENV = (
     "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "CONTAINER_HOST",
     "CONTAINER_CONNECTION",
 )
+# Variables a yum/dnf config may use ($name), set in the environment: DNF_VAR_name and DNF0-DNF9 (dnf), YUM0-YUM9
+# (yum 3).  The package manager must see the values the config was read with.
+CONFIG_VARIABLE_PREFIXES = ("DNF_VAR_", *(f"DNF{digit}" for digit in range(10)), *(f"YUM{digit}" for digit in range(10)))
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 200
 TAIL_LINE_MAX = 8192
@@ -34,6 +37,7 @@ KILL_GRACE_SECONDS = 2.0
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for tools: only what they need, in the C locale so their messages can be matched."""
     env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
+    env.update({name: value for name, value in os.environ.items() if name.startswith(CONFIG_VARIABLE_PREFIXES)})
     env.setdefault("PATH", DEFAULT_PATH)
     env.update({"LC_ALL": "C", "LANG": "C", "HOME": "/root"})
     env.update(extra or {})

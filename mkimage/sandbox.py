@@ -10,15 +10,12 @@ functions); mkimage.run starts the processes.
 
 from __future__ import annotations
 
-import configparser
 import os
-import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
-from urllib.parse import unquote, urlsplit
 
-from .pkgmgr import DEFAULT_REPOSDIRS
+from .run import CONFIG_VARIABLE_PREFIXES
 
 BWRAP = "bwrap"
 NO_SANDBOX_WARNING = ("--no-sandbox: package scriptlets and profile chroot commands run as root in a plain chroot, "
@@ -46,11 +43,6 @@ HOST_ETC_READ_ONLY = (
     "/etc/localtime", "/etc/os-release", "/etc/system-release", "/etc/redhat-release", "/etc/selinux",
     "/etc/python3", "/etc/libdnf",
 )
-# The host's rpm database: --releasever=/ reads the host's release package from it.  Where rpm keeps it is asked
-# (HOST_RPMDB_ARGV: Debian's rpm has ~/.rpmdb); these are bound as well.
-HOST_RPMDB_DIRS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
-# Repository options that name files the package manager opens.
-FILE_OPTIONS = ("baseurl", "mirrorlist", "metalink", "gpgkey", "sslcacert", "sslclientcert", "sslclientkey")
 
 # The environment a sandboxed program may see: everything else from the caller is dropped, credentials too.
 ENV_ALLOWED = frozenset({
@@ -58,7 +50,7 @@ ENV_ALLOWED = frozenset({
     "http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY",
 })
-ENV_ALLOWED_PREFIXES = ("LC_", "MKIMAGE_")
+ENV_ALLOWED_PREFIXES = ("LC_", "MKIMAGE_", *CONFIG_VARIABLE_PREFIXES)
 
 
 def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -103,68 +95,6 @@ def host_top_level_links(root: Path = Path("/")) -> dict[str, str]:
     return links
 
 
-def _split_values(value: str) -> list[str]:
-    return [item for item in re.split(r"[,\s]+", value) if item]
-
-
-def _path_before_variables(path: str) -> str:
-    """/srv/repo/$releasever/os -> /srv/repo: the part a bind can name before dnf substitutes yum vars."""
-    parts = PurePosixPath(path).parts
-    kept = []
-    for part in parts:
-        if "$" in part:
-            break
-        kept.append(part)
-    return str(PurePosixPath(*kept)) if kept else "/"
-
-
-def local_path(value: str) -> str | None:
-    """The host path a repo option names: file:///x or /x (gpgkey, sslcacert); None for http(s) and friends."""
-    if value.startswith("file:"):
-        path = unquote(urlsplit(value).path)
-    elif value.startswith("/"):
-        path = value
-    else:
-        return None
-    return _path_before_variables(os.path.normpath(path)) if path.startswith("/") else None
-
-
-def _read_ini(path: Path) -> configparser.ConfigParser | None:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError, OSError):
-        return None
-    return parser
-
-
-def config_paths(config: Path) -> list[str]:
-    """The files and dirs a yum/dnf config makes the package manager read: the config, its reposdir, and
-    every local path its repositories name (file:// repos, gpg keys, CA and client certificates)."""
-    config = Path(os.path.abspath(config))
-    paths = [str(config)]
-    main = _read_ini(config)
-    if main is None:
-        return paths
-    reposdir = main.get("main", "reposdir", fallback=None)
-    repo_dirs = _split_values(reposdir) if reposdir else list(DEFAULT_REPOSDIRS)
-    paths += [os.path.abspath(directory) for directory in repo_dirs]
-    parsers = [main] + [parser for directory in repo_dirs for repo_file in sorted(Path(directory).glob("*.repo"))
-                        if (parser := _read_ini(repo_file)) is not None]
-    for parser in parsers:
-        for section in parser.sections():
-            for option in FILE_OPTIONS:
-                for value in _split_values(parser.get(section, option, fallback="")):
-                    path = local_path(value)
-                    if path is not None:
-                        paths.append(path)
-    return list(dict.fromkeys(paths))
-
-
-HOST_RPMDB_ARGV = ("rpm", "--eval", "%{_dbpath}")
-"""Asks the host's rpm where its database is (run with the package manager's environment)."""
-
-
 # ------------------------------------------------------------------------------------------------ argv
 def _common_argv() -> list[str]:
     argv = [BWRAP, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -179,32 +109,44 @@ def _mount_order(path: str) -> int:
 
 
 def package_manager_argv(argv: Sequence[str], *, workdir: Path, rootfs: Path, read_only: Iterable[str],
-                         top_level_links: Mapping[str, str]) -> list[str]:
+                         top_level_links: Mapping[str, str],
+                         mounted_at: Mapping[str, str] | None = None) -> list[str]:
     """bwrap ... -- argv, for the package manager (dnf or yum, so rpm and every scriptlet).
 
-    Visible: /usr and the top-level library dirs, the few /etc files the package manager reads, the host's rpm
-    database, and read_only (config_paths(): config, repo files, file:// repos, keys; the host's rpm database),
-    all read-only.  Writable: the work dir
-    (rootfs, tmp, home; --cache-dir is a bind mount inside the rootfs, and binds are recursive).  Its own /proc, /dev and a private /tmp; the rest of the root is read-only and empty.
+    Visible: /usr and the top-level library dirs, the few /etc files the package manager reads, and read_only
+    (what the config makes it open: the config, repo files, vars, file:// repos, keys), all read-only; mounted_at
+    ({sandbox path: host path}, read-only) puts a host path elsewhere (the release database a host without one
+    is shown).  Writable: the work dir (rootfs, tmp, home; --cache-dir is a bind mount inside the rootfs, and
+    binds are recursive).  Its own /proc, /dev and a private /tmp; the rest of the root is read-only and empty.
     The rootfs's /dev, where scriptlets find /dev/null, is bwrap's minimal one too (binds are nodev, so the
     image's own nodes could not be opened; and the host's console is not among bwrap's).  dnf keeps the host's
     network to download.
     """
-    binds: list[tuple[str, str]] = [("--ro-bind", "/usr")]
+    binds: list[tuple[str, str, str]] = [("--ro-bind", "/usr", "/usr")]
     for directory in TOP_LEVEL_DIRS:
         if directory not in top_level_links:
-            binds.append(("--ro-bind-try", directory))
-    binds += [("--ro-bind-try", path) for path in (*HOST_ETC_READ_ONLY, *HOST_RPMDB_DIRS, *read_only) if path != "/"]
-    binds.append(("--bind", str(workdir)))
+            binds.append(("--ro-bind-try", directory, directory))
+    binds += [("--ro-bind-try", path, path) for path in (*HOST_ETC_READ_ONLY, *read_only) if path != "/"]
+    binds += [("--ro-bind", source, target) for target, source in (mounted_at or {}).items()]
+    binds.append(("--bind", str(workdir), str(workdir)))
     prefix = [*_common_argv(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
               "--tmpfs", "/run"]
     for link, target in sorted(top_level_links.items()):
         prefix += ["--symlink", target, link]
     # Parents before children, so that a bind under /tmp (a file:// repo, say) is not hidden by another.
-    for option, path in sorted(binds, key=lambda item: _mount_order(item[1])):
-        prefix += [option, path, path]
+    for option, source, target in sorted(binds, key=lambda item: _mount_order(item[2])):
+        prefix += [option, source, target]
     prefix += ["--dev", str(rootfs / "dev"), "--remount-ro", "/", "--chdir", "/", "--"]
     return [*prefix, *argv]
+
+
+def read_only_argv(argv: Sequence[str]) -> list[str]:
+    """bwrap ... -- argv, for a program that only reads the host (the package manager asked about its config):
+    the whole host read-only (its /tmp too: a config may live there), no network, its own /proc and /dev, no
+    capability but reading any file."""
+    return [BWRAP, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-net", "--cap-drop", "ALL", "--cap-add", "CAP_DAC_OVERRIDE", "--ro-bind", "/", "/",
+            "--proc", "/proc", "--dev", "/dev", "--chdir", "/", "--", *argv]
 
 
 def chroot_argv(argv: Sequence[str], *, root: Path, network: bool = False) -> list[str]:

@@ -858,9 +858,10 @@ def rpm_packages(glibc: Package) -> list[Package]:
         pkg.file("/usr/lib/rpm/rpmrc", Path("/usr/lib/rpm/rpmrc"))
         pkg.file("/usr/lib/rpm/macros", rpm_macros(dbpath, backend))
         pkg.dir("/usr/lib/rpm/macros.d")
-        if "sysimage" in dbpath:
+        if "sysimage" in dbpath:  # as Fedora >= 36 and EL10 ship it: the old place is a link to the new one
             pkg.dir("/usr/lib/sysimage")
             pkg.dir("/usr/lib/sysimage/rpm")
+            pkg.link("/var/lib/rpm", "../../usr/lib/sysimage/rpm")
         packages.append(pkg)
     return packages
 

@@ -83,9 +83,10 @@ class Run:
         return errors[0] if errors else ""
 
 
-def mkimage(*args: str, timeout: float = 600, env: dict | None = None) -> Run:
-    """The real CLI in a child process (no TTY), as a pipeline runs it."""
-    proc = subprocess.run([sys.executable, "-m", "mkimage", *args], capture_output=True, text=True,
+def mkimage(*args: str, timeout: float = 600, env: dict | None = None, wrapper: Sequence[str] = ()) -> Run:
+    """The real CLI in a child process (no TTY), as a pipeline runs it; wrapper: argv it runs under
+    (tests/hostview.py, say)."""
+    proc = subprocess.run([*wrapper, sys.executable, "-m", "mkimage", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -102,7 +103,7 @@ class Builder:
     report_paths: list[Path] = field(default_factory=list)
 
     def __call__(self, *args: str, name: str | None = None, timeout: float = 600, config: Path | None = None,
-                 env: dict | None = None) -> Run:
+                 env: dict | None = None, wrapper: Sequence[str] = ()) -> Run:
         argv = ["-y", str(config or self.repo.config), "--tmpdir", str(self.tmpdir), *args]
         if "--report" in args:
             self.report_paths.append(Path(args[args.index("--report") + 1]))
@@ -112,7 +113,7 @@ class Builder:
         if name is not None:
             argv.append(name)
             self.created.append(name)
-        return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None)
+        return mkimage(*argv, timeout=timeout, env={**os.environ, **env} if env else None, wrapper=wrapper)
 
     def remove_images(self) -> None:
         for name in self.created:
@@ -166,6 +167,19 @@ def image_config(reference: str) -> dict:
 def run_in_image(reference: str, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "run", "--rm", "--network", "none", reference, *command],
                           capture_output=True, text=True, timeout=120)
+
+
+def image_rpm_qa(reference: str, scratch: Path, dbpath: str = "/var/lib/rpm") -> list[str]:
+    """The packages the image's rpm database at dbpath lists (NAME-VERSION-RELEASE.ARCH, sorted), read with this
+    host's rpm from a copy taken out of the image: the image needs no rpm of its own."""
+    container = docker_out("create", reference).strip()
+    try:
+        subprocess.run(["docker", "cp", f"{container}:{dbpath}", str(scratch)], check=True, capture_output=True)
+    finally:
+        docker_out("rm", container)
+    query = ["rpm", "--dbpath", str(scratch), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
+    listed = subprocess.run(query, check=True, capture_output=True, text=True)
+    return sorted(listed.stdout.split())
 
 
 @dataclass

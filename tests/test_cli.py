@@ -172,7 +172,7 @@ def test_unreachable_docker_daemon(repo_config: Path, tmpdir: Path, tmp_path: Pa
 
 NON_ROOT = """
 import os, sys, difflib  # stdlib modules imported lazily later may be unreadable to nobody (pyenv under /root)
-import mkimage.cli, mkimage.preflight, mkimage.pkgmgr, mkimage.profile, mkimage.engine, mkimage.context
+import mkimage.cli, mkimage.preflight, mkimage.installer, mkimage.profile, mkimage.engine, mkimage.context
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 mkimage.cli.main(sys.argv[1:])
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Builder, docker_out, run_in_image
+from conftest import Builder, image_rpm_qa, run_in_image
 from mkimage import rpmdb
 
 # --------------------------------------------------------------------------------------- macro files
@@ -90,17 +90,36 @@ def test_expand() -> None:
 
 # ----------------------------------------------------------------------------------- the database dir
 def test_relocate_leaves_the_fedora_link(tmp_path: Path) -> None:
-    write(tmp_path, "/var/lib/rpm/rpmdb.sqlite", "db")
+    write(tmp_path, "/.mkimage-rpmdb/rpmdb.sqlite", "db")
     db_dir = rpmdb.relocate(tmp_path, "/usr/lib/sysimage/rpm")
     assert db_dir == tmp_path / "usr/lib/sysimage/rpm" and (db_dir / "rpmdb.sqlite").read_text() == "db"
     assert os.readlink(tmp_path / "var/lib/rpm") == "../../usr/lib/sysimage/rpm"
-    assert rpmdb.relocate(tmp_path, "/usr/lib/sysimage/rpm") == db_dir, "already there: nothing to do"
+    assert not (tmp_path / ".mkimage-rpmdb").exists()
 
 
-def test_relocate_refuses_a_link_it_did_not_make(tmp_path: Path) -> None:
+def test_relocate_follows_the_link_the_image_ships(tmp_path: Path) -> None:
+    """A target whose rpm package owns /var/lib/rpm as a link to /usr/lib/sysimage/rpm (the install wrote
+    elsewhere, so the package could put its link in place)."""
+    write(tmp_path, "/.mkimage-rpmdb/rpmdb.sqlite", "db")
+    (tmp_path / "usr/lib/sysimage/rpm").mkdir(parents=True)
     (tmp_path / "var/lib").mkdir(parents=True)
-    os.symlink("/etc", tmp_path / "var/lib/rpm")  # inside the image: /etc
-    (tmp_path / "etc").mkdir()
+    os.symlink("../../usr/lib/sysimage/rpm", tmp_path / "var/lib/rpm")
+    db_dir = rpmdb.relocate(tmp_path, "/var/lib/rpm")
+    assert db_dir == tmp_path / "usr/lib/sysimage/rpm" and (db_dir / "rpmdb.sqlite").read_text() == "db"
+    assert os.readlink(tmp_path / "var/lib/rpm") == "../../usr/lib/sysimage/rpm"
+
+
+def test_relocate_into_el_place(tmp_path: Path) -> None:
+    write(tmp_path, "/.mkimage-rpmdb/Packages", "bdb")
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    db_dir = rpmdb.relocate(tmp_path, "/var/lib/rpm")
+    assert db_dir == tmp_path / "var/lib/rpm" and (db_dir / "Packages").read_text() == "bdb"
+    assert not (tmp_path / "var/lib/rpm").is_symlink()
+
+
+def test_relocate_refuses_a_file_where_the_database_goes(tmp_path: Path) -> None:
+    write(tmp_path, "/.mkimage-rpmdb/rpmdb.sqlite", "db")
+    write(tmp_path, "/usr/lib/sysimage/rpm", "a file")
     with pytest.raises(Exception, match="not a directory"):
         rpmdb.relocate(tmp_path, "/usr/lib/sysimage/rpm")
 
@@ -141,6 +160,7 @@ def layer_members(reference: str) -> dict[str, tarfile.TarInfo]:
 
 def assert_no_side_files(members: dict[str, tarfile.TarInfo]) -> None:
     assert not [name for name in members if name == "root/.rpmdb" or name.startswith("root/.rpmdb/")]
+    assert not [name for name in members if name.startswith(".mkimage-rpmdb")], "where the install wrote it"
     side = [name for name in members if name.startswith(("var/lib/rpm/", "usr/lib/sysimage/rpm/"))
             and (name.endswith(("-wal", "-shm", ".rpm.lock", ".dbenv.lock")) or "/__db." in name)]
     assert side == []
@@ -169,7 +189,7 @@ def test_the_images_own_rpm_lists_the_reported_packages(build: Builder, tmp_path
     assert f"{dbpath.lstrip('/')}/rpmdb.sqlite" in members
     if dbpath != "/var/lib/rpm":
         link = members["var/lib/rpm"]
-        assert link.issym() and link.linkname == "../../usr/lib/sysimage/rpm", "as Fedora and EL10 ship it"
+        assert link.issym() and link.linkname == "../../usr/lib/sysimage/rpm", "the package's, as Fedora ships it"
     assert_no_side_files(members)
     verify = run_in_image(reference, "rpm", "-V", package)  # the files match the database
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -186,14 +206,7 @@ def test_a_tree_without_rpm_gets_var_lib_rpm(build: Builder, tmp_path: Path) -> 
     assert report["rpmdb"]["path"] == "/var/lib/rpm" and report["rpmdb"]["readable_by_image_rpm"] is None
     members = layer_members(run.stdout.strip())
     assert_no_side_files(members)
-    container = docker_out("create", run.stdout.strip()).strip()
-    try:
-        subprocess.run(["docker", "cp", f"{container}:/var/lib/rpm", str(tmp_path / "db")], check=True)
-    finally:
-        docker_out("rm", container)
-    listed = subprocess.run(["rpm", "--dbpath", str(tmp_path / "db"), "-qa", "--qf",
-                             "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"], capture_output=True, text=True)
-    assert sorted(listed.stdout.split()) == report["packages"] and len(report["packages"]) == 9
+    assert image_rpm_qa(run.stdout.strip(), tmp_path / "db") == report["packages"] and len(report["packages"]) == 9
 
 
 @pytest.mark.integration

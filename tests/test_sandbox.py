@@ -26,7 +26,9 @@ import pytest
 from conftest import ROOT, Builder, require
 
 from mkimage import sandbox
-from mkimage.pkgmgr import InstallRequest, PackageManager, Yum
+from mkimage.installer import InstallRequest, PackageManager
+from mkimage.installer.dnf import Dnf
+from mkimage.installer.yum import Yum
 from mkimage.profile import ProfileProblems, resolve
 
 WORKDIR = Path("/var/tmp/mkimage-abc123")
@@ -56,7 +58,7 @@ def sandbox_prefix(argv: list[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- argv
-@pytest.mark.parametrize("manager", [PackageManager("/usr/bin/dnf"), Yum("/usr/bin/yum")], ids=["dnf", "yum3"])
+@pytest.mark.parametrize("manager", [Dnf("/usr/bin/dnf"), Yum("/usr/bin/yum")], ids=["dnf", "yum3"])
 def test_package_manager_runs_whole_in_the_sandbox(manager: PackageManager) -> None:
     """dnf and yum 3 (EL7, checked by argv where it can't run) get the same wrapper; their own argv is intact."""
     inner = manager.install_argv(request())
@@ -135,19 +137,21 @@ def test_environment_values_never_reach_argv() -> None:
     assert "--setenv" not in pm_argv(["dnf"]) and "--clearenv" not in pm_argv(["dnf"])
 
 
-def test_config_paths_name_what_dnf_opens(tmp_path: Path) -> None:
-    repos = tmp_path / "repos.d"
-    repos.mkdir()
-    config = tmp_path / "yum.conf"
-    config.write_text(f"[main]\nreposdir={repos}\nsslcacert=/etc/pki/custom/ca.pem\n\n"
-                      "[local]\nbaseurl=file:///srv/mirror/el/$releasever/$basearch/os\n"
-                      "gpgkey=file:///srv/keys/RPM-GPG-KEY-local file:///srv/keys/second\n")
-    (repos / "web.repo").write_text("[web]\nbaseurl=https://mirror.example/el/9\nmirrorlist=http://m.example/x\n"
-                                    "sslclientcert=/etc/pki/entitlement/1.pem\n\n[nfs]\nbaseurl=/mnt/nfs/repo\n")
-    assert sandbox.config_paths(config) == [
-        str(config), str(repos), "/etc/pki/custom/ca.pem", "/srv/mirror/el", "/srv/keys/RPM-GPG-KEY-local",
-        "/srv/keys/second", "/etc/pki/entitlement/1.pem", "/mnt/nfs/repo",
-    ]
+def test_a_path_elsewhere_is_mounted_read_only_at_its_place() -> None:
+    argv = sandbox.package_manager_argv(["dnf"], workdir=WORKDIR, rootfs=ROOTFS, read_only=(),
+                                        top_level_links={}, mounted_at={"/.mkimage-rpmdb": "/w/host-rpmdb"})
+    assert "/w/host-rpmdb" in pairs(argv, "--ro-bind")
+    position = argv.index("/w/host-rpmdb")
+    assert argv[position - 1:position + 2] == ["--ro-bind", "/w/host-rpmdb", "/.mkimage-rpmdb"]
+
+
+def test_the_read_only_sandbox_writes_nothing(tmp_path: Path) -> None:
+    """What asks the package manager about its config: the host read-only, no network."""
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    argv = sandbox.read_only_argv(["/bin/sh", "-c", f"touch {tmp_path}/x || echo refused"])
+    result = subprocess.run(argv, capture_output=True, text=True)
+    assert result.stdout.strip() == "refused" and not (tmp_path / "x").exists()
+    assert "--unshare-net" in argv and pairs(argv, "--ro-bind") == ["/"]
 
 
 def test_top_level_links_follow_the_host(tmp_path: Path) -> None:
