@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -122,6 +122,24 @@ class Published:
         return run, json.loads(report.read_text()) if report.exists() else None
 
 
+Publishing = Callable[[str], Published]
+
+
+@pytest.fixture
+def publishing(build: Builder, registry: Registry, ca: Ca, tmp_path: Path) -> Iterator[Publishing]:
+    """Published(...) for a name in the test registry; its local tag removed afterwards (conftest's clean-up
+    splits names at the first ':', which a registry's port defeats)."""
+    made: list[Published] = []
+
+    def make(name: str) -> Published:
+        made.append(Published(build, registry, ca, tmp_path, name))
+        return made[-1]
+
+    yield make
+    for published in made:
+        subprocess.run(["docker", "image", "rm", published.reference], capture_output=True)
+
+
 def assert_nothing_published(report: dict) -> None:
     assert report["outputs"] == [] and report["sboms"] == [] and report["tags"] == [] and report["pushed"] == []
     assert report["replaced_images_removed"] == []
@@ -132,9 +150,9 @@ def assert_nothing_published(report: dict) -> None:
 
 
 # ---------------------------------------------------------------------- 1. a failed smoke test publishes nothing
-def test_a_failed_smoke_test_leaves_outputs_tag_and_registry_as_they_were(build: Builder, registry: Registry,
-                                                                          ca: Ca, tmp_path: Path) -> None:
-    published = Published(build, registry, ca, tmp_path, "fail/smoke")
+def test_a_failed_smoke_test_leaves_outputs_tag_and_registry_as_they_were(build: Builder, publishing: Publishing,
+                                                                          tmp_path: Path) -> None:
+    published = publishing("fail/smoke")
     published.first_build()
     run, report = published.failing_build(tmp_path, "--smoke-cmd", "/bin/false")
     assert run.returncode == 6, run.stderr
@@ -146,9 +164,9 @@ def test_a_failed_smoke_test_leaves_outputs_tag_and_registry_as_they_were(build:
 
 
 # --------------------------------------------------------------- 2. failures after tagging move nothing either
-def test_an_sbom_on_a_full_file_system_moves_no_tag(build: Builder, registry: Registry, ca: Ca, tmp_path: Path,
+def test_an_sbom_on_a_full_file_system_moves_no_tag(build: Builder, publishing: Publishing, tmp_path: Path,
                                                      full_fs: Path) -> None:
-    published = Published(build, registry, ca, tmp_path, "fail/sbom")
+    published = publishing("fail/sbom")
     published.first_build()
     run, report = published.failing_build(tmp_path, "--sbom", f"cyclonedx:{full_fs / 'image.cdx.json'}")
     assert run.returncode == 5, run.stderr
@@ -161,9 +179,9 @@ def test_an_sbom_on_a_full_file_system_moves_no_tag(build: Builder, registry: Re
     assert_nothing_left(build, report)
 
 
-def test_a_report_on_a_full_file_system_moves_no_tag(build: Builder, registry: Registry, ca: Ca, tmp_path: Path,
+def test_a_report_on_a_full_file_system_moves_no_tag(build: Builder, publishing: Publishing, tmp_path: Path,
                                                       full_fs: Path) -> None:
-    published = Published(build, registry, ca, tmp_path, "fail/report")
+    published = publishing("fail/report")
     published.first_build()
     report_path = full_fs / "report.json"
     run, report = published.failing_build(tmp_path, report=report_path)
@@ -177,9 +195,9 @@ def test_a_report_on_a_full_file_system_moves_no_tag(build: Builder, registry: R
     assert build.leftovers() == []
 
 
-def test_a_failed_push_puts_the_local_tag_and_the_outputs_back(build: Builder, registry: Registry, ca: Ca,
-                                                               tmp_path: Path) -> None:
-    published = Published(build, registry, ca, tmp_path, "fail/push")
+def test_a_failed_push_puts_the_local_tag_and_the_outputs_back(build: Builder, registry: Registry,
+                                                               publishing: Publishing, tmp_path: Path) -> None:
+    published = publishing("fail/push")
     published.first_build()
     write_authfile(published.authfile, registry.host, "ci", "wrong-password")
     run, report = published.failing_build(tmp_path)
@@ -191,9 +209,9 @@ def test_a_failed_push_puts_the_local_tag_and_the_outputs_back(build: Builder, r
     assert_nothing_left(build, report)
 
 
-def test_a_successful_build_reports_everything_published(build: Builder, registry: Registry, ca: Ca,
+def test_a_successful_build_reports_everything_published(build: Builder, publishing: Publishing,
                                                          tmp_path: Path) -> None:
-    published = Published(build, registry, ca, tmp_path, "fail/none")
+    published = publishing("fail/none")
     published.first_build()
     report_path = tmp_path / "ok.json"
     run = build(*published.args, "--report", str(report_path), name=published.name)
