@@ -170,7 +170,7 @@ def abandon(ctx: BuildContext) -> list[str]:
 def restore_tags(ctx: BuildContext) -> list[str]:
     """Point every reference this build moved back where it pointed before (or remove it, when it is new)."""
     delivery, problems = ctx.delivery, []
-    for reference in reversed(delivery.tagged):
+    for reference in list(reversed(delivery.tagged)):
         engine = ctx.engine
         old = delivery.previous.get(reference)
         argv = engine.tag_argv(old, reference) if old else engine.rmi_argv([reference], force=False)

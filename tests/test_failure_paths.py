@@ -200,10 +200,12 @@ def test_a_failed_push_puts_the_local_tag_and_the_outputs_back(build: Builder, r
     published = publishing("fail/push")
     published.first_build()
     write_authfile(published.authfile, registry.host, "ci", "wrong-password")
-    run, report = published.failing_build(tmp_path)
+    run, report = published.failing_build(tmp_path, "--extra-tag", "nightly", "--extra-tag", "weekly")
     write_authfile(published.authfile, registry.host, "ci", PASSWORD)
     assert run.returncode == 7, run.stderr
     published.assert_unchanged()
+    assert image_id(f"{published.name}:nightly") is None and image_id(f"{published.name}:weekly") is None, \
+        "tags the failed build added are gone again"
     assert report is not None and report["exit_code"] == 7 and report["error_kind"] == "push-failed"
     assert_nothing_published(report)
     assert_nothing_left(build, report)
