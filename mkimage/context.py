@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sandbox
+from .deliver import Delivery
 from .engine import Engine
 from .oci import Image, Output
 from .publish import RegistryOptions
@@ -91,6 +92,8 @@ class BuildContext:
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+    """What the build staged, published and tagged, so that a late failure can put it back (deliver.py)."""
     _host_release_db: Path | None = None
 
     def __post_init__(self) -> None:

@@ -182,8 +182,14 @@ def remove_images_of_builds(build_ids: Sequence[str | None]) -> None:
             subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)
 
 
+def repository_of(name: str) -> str:
+    """NAME[:TAG] -> NAME, where NAME may hold a registry's port (127.0.0.1:5000/base:9 -> 127.0.0.1:5000/base)."""
+    repository, _, tag = name.rpartition(":")
+    return repository if repository and "/" not in tag else name
+
+
 def remove_image_refs(name: str) -> None:
-    refs = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name.split(":")[0]],
+    refs = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository_of(name)],
                           capture_output=True, text=True).stdout.split()
     if refs:
         subprocess.run(["docker", "image", "rm", "--force", *refs], capture_output=True)
