@@ -1,4 +1,6 @@
-# Shared set-up for scripts/test, scripts/demo and scripts/bench: idempotent, for a fresh Debian/Ubuntu box.
+# shellcheck shell=bash
+# Shared set-up for scripts/test, scripts/demo, scripts/bench and scripts/fresh-machine: idempotent, for a
+# fresh Debian/Ubuntu box.
 # Source it; it defines functions and changes nothing until they are called.
 
 MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,10 +20,9 @@ require_root() {
     fi
 }
 
-ensure_packages() {  # ensure_packages [PACKAGE...]: these, or APT_PACKAGES
-    local missing=() pkg wanted=("$@")
-    [ ${#wanted[@]} -gt 0 ] || wanted=("${APT_PACKAGES[@]}")
-    for pkg in "${wanted[@]}"; do
+ensure_packages() {  # ensure_packages PACKAGE...: installs those that are missing
+    local missing=() pkg
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -71,7 +72,7 @@ ensure_venv() {
         "$python" -m venv "$VENV"
     fi
     say "pip install -e .[test]"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$MKIMAGE_ROOT[test]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${MKIMAGE_ROOT}[test]"
 }
 
 docker_ready() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -105,7 +106,7 @@ ensure_dockerd() {
 
 setup_all() {
     require_root
-    ensure_packages
+    ensure_packages "${APT_PACKAGES[@]}"
     ensure_venv
     ensure_dockerd
 }
