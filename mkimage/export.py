@@ -13,10 +13,12 @@ import re
 from typing import Callable
 
 from . import __version__, oci, provenance, reproducible
+from .arch import is_host
 from .context import BUILD_ID_LABEL, BuildContext
 from .engine import tar_argv
 from .errors import ExportError
 from .fsutil import is_executable_in_root
+from .multiarch import published_image
 from .run import PipeResult, run_feeding, run_pipe, run_producer, tool_env
 from .ui import human_bytes
 
@@ -25,8 +27,13 @@ LOADED_ID_RE = re.compile(r"(?:Loaded image ID|Loaded image\(s\)|Loaded image): 
 
 # ------------------------------------------------------------------------------------------ what to write
 def loads_archive(ctx: BuildContext) -> bool:
-    """A reproducible build reaches the engine by `load` of mkimage's own archive: `import` stamps the time."""
-    return ctx.spec.engine is not None and ctx.epoch is not None
+    """A reproducible build reaches the engine by `load` of mkimage's own archive: `import` stamps the time.
+    So does another architecture's image with docker, whose import (20.10) marks every image amd64 whatever
+    --platform says (moby#42813); podman's import takes --arch."""
+    engine = ctx.spec.engine
+    if engine is None:
+        return False
+    return ctx.epoch is not None or (not engine.is_podman and not is_host(ctx.spec.arch))
 
 
 def needs_layer(ctx: BuildContext) -> bool:
@@ -64,6 +71,7 @@ def image_meta(ctx: BuildContext, labels: dict[str, str]) -> oci.ImageMeta:
     settings = ctx.profile.image
     return oci.ImageMeta(
         created=ctx.result.created, created_by=f"mkimage {__version__}", cmd=image_cmd(ctx),
+        architecture=ctx.spec.arch.goarch, variant=ctx.spec.arch.variant,
         entrypoint=settings.entrypoint, env=settings.env, labels=tuple(labels.items()), user=settings.user,
         workdir=settings.workdir, exposed_ports=settings.expose,
     )
@@ -93,7 +101,6 @@ def export(ctx: BuildContext) -> None:
     if layer is not None:
         image = oci.build_image(layer, image_meta(ctx, labels))
         record_image(ctx, image)
-        write_outputs(ctx, image)
         if loads_archive(ctx):
             load(ctx, image)
 
@@ -109,7 +116,8 @@ def import_stream(ctx: BuildContext, tar: list[str], labels: dict[str, str], wri
     changes = engine.image_changes(ctx.profile.image, image_cmd(ctx), labels)
     for change in changes:
         ctx.ui.detail(f"--change {change}")
-    result = run_pipe(tar, engine.import_argv(changes), log=ctx.log, on_progress=progress(ctx),
+    arch = None if is_host(ctx.spec.arch) else ctx.spec.arch
+    result = run_pipe(tar, engine.import_argv(changes, arch), log=ctx.log, on_progress=progress(ctx),
                       consumer_env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}),
                       tee=writer.write if writer is not None else None)
     ctx.result.bytes_streamed = result.bytes_moved
@@ -151,15 +159,17 @@ def record_image(ctx: BuildContext, image: oci.Image) -> None:
 WRITERS = {"oci-archive": oci.write_oci_archive, "oci": oci.write_oci_dir, "docker-archive": oci.write_docker_archive}
 
 
-def write_outputs(ctx: BuildContext, image: oci.Image) -> None:
-    """Every --output, named NAME:TAG (and each --extra-tag); with --push, an oci-archive to push from."""
+def write_outputs(ctx: BuildContext) -> None:
+    """Every --output, named NAME:TAG (and each --extra-tag); with --push, an oci-archive to push from.  With
+    several architectures, an index of their images."""
+    image = ctx.published = published_image(ctx)
     names = ctx.references
     for output in ctx.spec.outputs:
         WRITERS[output.format](output.path, image, names)
         ctx.result.outputs.append(str(output))
         ctx.ui.info(f"wrote {output}")
     if ctx.spec.push:  # skopeo reads an oci-archive of one image name without being told which
-        ctx.push_archive = ctx.workdir_path("push.tar")
+        ctx.push_archive = ctx.per_arch[0].workdir_path("push.tar")
         oci.write_oci_archive(ctx.push_archive, image, names[:1])
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Callable, ContextManager, Iterator, NamedTuple, Sequence, Union
 
 from .errors import ExportError
-from .reference import split_reference
+from .reference import arch_reference, split_reference
 from .run import spawn, stop_process_group
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -378,12 +378,91 @@ class Image:
             descriptor["annotations"] = annotations
         return descriptor
 
+    @property
+    def digest(self) -> str:
+        """What a registry's tag points to for it: the manifest's digest."""
+        return self.manifest_digest
+
+    @property
+    def platform(self) -> dict[str, str]:
+        """The image-spec's platform of the image, from its config: architecture, os, variant."""
+        config = json.loads(self.config)
+        keys = ("architecture", "os", "variant")
+        return {key: config[key] for key in keys if config.get(key)}
+
     def blobs(self) -> list[tuple[str, bytes | Path]]:
         """(digest, content) of every blob, sorted by digest."""
         entries: list[tuple[str, bytes | Path]] = [(self.config_digest, self.config),
                                                    (self.manifest_digest, self.manifest),
                                                    (self.layer.digest, self.layer.path)]
         return sorted(entries, key=lambda entry: entry[0])
+
+    def docker_entries(self, repo_tags: Sequence[str]) -> list[dict]:
+        """This image's entry in docker's manifest.json."""
+        return [{"Config": _blob_path(self.config_digest), "RepoTags": [_tagged(name) for name in repo_tags],
+                 "Layers": [_blob_path(self.layer.digest)]}]
+
+
+@dataclass(frozen=True)
+class ArchImage:
+    """One architecture's image in an index: rpm's name of the architecture (the suffix of its own tags in
+    docker's manifest.json) and the image."""
+
+    arch: str
+    image: Image
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """The images of one name for several platforms: an OCI image index, as a registry serves a
+    multi-architecture tag.  In a layout, index.json points at it (a nested index: what skopeo needs to pick an
+    image, and to copy them all with --all)."""
+
+    images: tuple[ArchImage, ...]
+    index: bytes
+    """The index document: one manifest descriptor per platform, in the order given."""
+    primary: int = 0
+    """The image docker's plain NAME:TAG names (docker 20.10 holds one architecture per tag)."""
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.index)
+
+    @property
+    def created(self) -> int:
+        return max(item.image.created for item in self.images)
+
+    def descriptor(self, annotations: dict[str, str] | None = None) -> dict:
+        descriptor: dict[str, object] = {"mediaType": MEDIA_INDEX, "digest": self.digest, "size": len(self.index)}
+        if annotations:
+            descriptor["annotations"] = annotations
+        return descriptor
+
+    def blobs(self) -> list[tuple[str, bytes | Path]]:
+        entries: dict[str, bytes | Path] = {self.digest: self.index}
+        for item in self.images:
+            entries.update(item.image.blobs())
+        return sorted(entries.items(), key=lambda entry: entry[0])
+
+    def docker_entries(self, repo_tags: Sequence[str]) -> list[dict]:
+        """One entry per architecture, tagged NAME:TAG-ARCH; the primary one also NAME:TAG."""
+        entries = []
+        for position, item in enumerate(self.images):
+            tags = [arch_reference(_tagged(name), item.arch) for name in repo_tags]
+            if position == self.primary:
+                tags = [*repo_tags, *tags]
+            entries += item.image.docker_entries(tags)
+        return entries
+
+
+def build_index(images: Sequence[ArchImage], primary: int = 0) -> ImageIndex:
+    manifests = [{**item.image.descriptor(), "platform": item.image.platform} for item in images]
+    index = canonical_json({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests})
+    return ImageIndex(tuple(images), index, primary)
+
+
+Published = Union[Image, ImageIndex]
+"""What the writers lay out: one image, or an index of one image per platform."""
 
 
 def build_image(layer: LayerBlob, meta: ImageMeta) -> Image:
@@ -415,14 +494,13 @@ def ref_annotations(reference: str) -> dict[str, str]:
     return {ANNOTATION_CONTAINERD_NAME: full, ANNOTATION_REF_NAME: full.rpartition(":")[2]}
 
 
-def oci_index(image: Image, ref_names: Sequence[str]) -> dict:
+def oci_index(image: Published, ref_names: Sequence[str]) -> dict:
     manifests = [image.descriptor(ref_annotations(name)) for name in ref_names] or [image.descriptor()]
     return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
 
 
-def docker_manifest(image: Image, repo_tags: Sequence[str]) -> list:
-    return [{"Config": _blob_path(image.config_digest), "RepoTags": [_tagged(name) for name in repo_tags],
-             "Layers": [_blob_path(image.layer.digest)]}]
+def docker_manifest(image: Published, repo_tags: Sequence[str]) -> list:
+    return image.docker_entries(repo_tags)
 
 
 def _tagged(reference: str) -> str:
@@ -485,7 +563,7 @@ def _tar_entry(name: str, mtime: int, size: int = 0, directory: bool = False) ->
     return info
 
 
-def _write_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
+def _write_layout_tar(path: Path, image: Published, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
     with _replacing(path) as out:
         write_layout_tar_to(out, image, ref_names, repo_tags)
 
@@ -505,7 +583,7 @@ class _Position:
         return self._written
 
 
-def write_layout_tar_to(out: IO[bytes], image: Image, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
+def write_layout_tar_to(out: IO[bytes], image: Published, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
     """The archive (an OCI layout that is also a docker archive) written to an open stream: a file, or the stdin
     of `docker load`."""
     files: dict[str, bytes | Path] = {
@@ -535,7 +613,7 @@ def _archive_target(path: Path) -> None:
         raise ExportError(f"{path} is a directory; an archive output needs a file path")
 
 
-def write_oci_archive(path: Path, image: Image, ref_names: Sequence[str]) -> None:
+def write_oci_archive(path: Path, image: Published, ref_names: Sequence[str]) -> None:
     """``ref_names``: image references (NAME[:TAG]); one index.json entry each (see ref_annotations), and the
     RepoTags of manifest.json.  A tar of an OCI image layout, with docker's manifest.json too (so that docker
     load reads it as well)."""
@@ -543,7 +621,7 @@ def write_oci_archive(path: Path, image: Image, ref_names: Sequence[str]) -> Non
     _write_or_fail("oci-archive", path, lambda: _write_layout_tar(path, image, ref_names, ref_names))
 
 
-def write_docker_archive(path: Path, image: Image, repo_tags: Sequence[str]) -> None:
+def write_docker_archive(path: Path, image: Published, repo_tags: Sequence[str]) -> None:
     """A docker-archive for docker load (20.10+) and podman load: manifest.json into an OCI layout."""
     _archive_target(path)
     _write_or_fail("docker-archive", path, lambda: _write_layout_tar(path, image, repo_tags, repo_tags))
@@ -554,14 +632,14 @@ def is_oci_layout(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and layout.is_file() and not layout.is_symlink()
 
 
-def write_oci_dir(path: Path, image: Image, ref_names: Sequence[str]) -> None:
+def write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
     """An OCI image layout directory.  A new one is made under a temp name and renamed into place; into an
     existing layout (or an empty dir) the blobs are added and index.json is replaced last, where manifests
     with one of ``ref_names`` (or unnamed ones, when no name is given) give way to this image."""
     _write_or_fail("oci", path, lambda: _write_oci_dir(path, image, ref_names))
 
 
-def _write_oci_dir(path: Path, image: Image, ref_names: Sequence[str]) -> None:
+def _write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
     _no_symlink(path)
     if path.exists():
         if not path.is_dir() or (any(path.iterdir()) and not is_oci_layout(path)):
@@ -578,7 +656,7 @@ def _write_oci_dir(path: Path, image: Image, ref_names: Sequence[str]) -> None:
         raise
 
 
-def _fill_layout(root: Path, image: Image, ref_names: Sequence[str]) -> None:
+def _fill_layout(root: Path, image: Published, ref_names: Sequence[str]) -> None:
     blobs = root / "blobs" / "sha256"
     for directory in (root / "blobs", blobs):
         _no_symlink(directory)
@@ -596,7 +674,7 @@ def _fill_layout(root: Path, image: Image, ref_names: Sequence[str]) -> None:
         out.write(canonical_json(index))
 
 
-def _merged_index(index_path: Path, image: Image, ref_names: Sequence[str]) -> dict:
+def _merged_index(index_path: Path, image: Published, ref_names: Sequence[str]) -> dict:
     ours = oci_index(image, ref_names)
     if not index_path.exists():
         return ours

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import cache, export, gpgcheck, mounts, provenance, publish, reproducible, rpmdb, sbom
+from . import cache, export, gpgcheck, mounts, multiarch, provenance, publish, reproducible, rpmdb, sbom
+from .arch import is_host
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -39,6 +40,9 @@ class Stage:
     title: str
     run: Callable[[BuildContext], None]
     wanted: Callable[[BuildContext], bool] = lambda ctx: True
+    once: bool = False
+    """Run once for the whole build, over every architecture's image; otherwise once per architecture, in
+    that architecture's context (mkimage.multiarch)."""
 
 
 # ------------------------------------------------------------------------------------------- rootfs
@@ -205,8 +209,9 @@ def smoke_test(ctx: BuildContext) -> None:
     """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
     assert ctx.image_id is not None
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
+    platform = None if is_host(ctx.spec.arch) else ctx.spec.arch.engine_platform
     for command in commands:
-        argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command)
+        argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command, platform)
         ctx.result.smoke_commands.append(list(command))
         result = run_captured(argv, log=ctx.log, timeout=600)
         output = result.stdout.strip()
@@ -220,21 +225,23 @@ def smoke_test(ctx: BuildContext) -> None:
 
 
 def tag_image(ctx: BuildContext) -> None:
-    """NAME:TAG and every --extra-tag, only now; then the images they pointed to before go when nothing
-    else uses them (unless --keep-replaced)."""
+    """NAME:TAG and every --extra-tag (and NAME:TAG-ARCH for each architecture of several), only now; then the
+    images they pointed to before go when nothing else uses them (unless --keep-replaced)."""
     assert ctx.image_id is not None
     engine = ctx.engine
-    previous = previous_images(engine, ctx.references, ctx.log)
-    for reference in ctx.references:
-        result = run_captured(engine.tag_argv(ctx.image_id, reference), log=ctx.log, timeout=60)
+    wanted = multiarch.engine_tags(ctx)
+    previous = previous_images(engine, [reference for reference, _ in wanted], ctx.log)
+    for reference, built in wanted:
+        assert built.image_id is not None
+        result = run_captured(engine.tag_argv(built.image_id, reference), log=ctx.log, timeout=60)
         if not result.ok:
             raise ExportError(f"{engine.name} tag {reference} failed", details=result.tail[-5:],
                               log_path=ctx.log.path)
-        ctx.tagged = True
+        ctx.tagged = built.tagged = True
         ctx.result.tags.append(reference)
         ctx.ui.info(f"tagged {reference}")
     ctx.result.image_size = engine.image_size(ctx.image_id, ctx.log)
-    replaced = replaced_ids(previous, ctx.image_id)
+    replaced = replaced_ids(previous, {built.image_id for _, built in wanted if built.image_id})
     if ctx.spec.keep_replaced:
         ctx.result.replaced_images_kept = [{"image_id": old, "reason": "--keep-replaced"} for old in replaced]
         return
@@ -258,6 +265,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("devices", "Making /dev nodes", make_devices),
     Stage("yumvars", "Copying the host's yum vars", copy_yum_vars),
     Stage("inputs", "Reading the repositories' metadata", provenance.work_out_inputs),
+    Stage("unchanged", "Looking for an image built from the same inputs", provenance.skip_unchanged,
+          lambda ctx: ctx.spec.skip_unchanged, once=True),
     Stage("install", "Installing packages", install_packages),
     Stage("clean", "Cleaning package caches", clean_packages),
     Stage("profile", "Applying the profile", apply_profile),
@@ -268,9 +277,13 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: ctx.spec.exports),
     Stage("smoke", "Smoke-testing the image", smoke_test,
           lambda ctx: ctx.spec.uses_engine and ctx.spec.smoke_test),
-    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine),
-    Stage("push", "Pushing to the registry", publish.push_stage, lambda ctx: ctx.spec.push),
     Stage("sbom", "Writing the SBOM", sbom.stage, lambda ctx: bool(ctx.spec.sboms)),
+    Stage("agree", "Checking the architectures' images agree", multiarch.agree,
+          lambda ctx: ctx.spec.multi_arch and not ctx.spec.rootfs_only, once=True),
+    Stage("outputs", "Writing the outputs", export.write_outputs,
+          lambda ctx: bool(ctx.spec.outputs) or ctx.spec.push, once=True),
+    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine, once=True),
+    Stage("push", "Pushing to the registry", publish.push_stage, lambda ctx: ctx.spec.push, once=True),
 )
 
 
@@ -387,13 +400,14 @@ def build(ctx: BuildContext) -> None:
     with SignalGuard() as guard, build_umask():
         if not mounts.enter_private_namespace():
             ctx.ui.detail("no private mount namespace here: mounts are made in the host's, removed at cleanup")
+        multiarch.split(ctx)
         try:
-            for stage in STAGES:
-                if stage.wanted(ctx):
-                    run_stage(ctx, stage)
-            ctx.completed = True
+            multiarch.run_stages(ctx, STAGES, run_stage)
+            for each in ctx.per_arch:
+                each.completed = ctx.completed = True
         finally:
             guard.shielded = True
-            run_stage(ctx, CLEANUP)
+            for each in ctx.per_arch:
+                run_stage(each, CLEANUP)
         if guard.received is not None:
             raise Interrupted(guard.received)

@@ -25,9 +25,10 @@ def previous_images(engine: Engine, references: Iterable[str], log: BuildLog | N
     return {reference: image_id for reference, image_id in found.items() if image_id}
 
 
-def replaced_ids(previous: Mapping[str, str], new_id: str) -> list[str]:
-    """The distinct old images that are not the new one, in reference order."""
-    return [image_id for image_id in dict.fromkeys(previous.values()) if image_id != new_id]
+def replaced_ids(previous: Mapping[str, str], new_ids: str | Iterable[str]) -> list[str]:
+    """The distinct old images that are not a new one, in reference order."""
+    new = {new_ids} if isinstance(new_ids, str) else set(new_ids)
+    return [image_id for image_id in dict.fromkeys(previous.values()) if image_id not in new]
 
 
 CANNOT_INSPECT = "cannot inspect it"

@@ -8,7 +8,9 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Mapping, Sequence
@@ -42,28 +44,35 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class BuildLog:
-    """The full output of every command of one build, in a file outside the rootfs."""
+    """The full output of every command of one build, in a file outside the rootfs (the architectures of a
+    multi-architecture build write to it side by side)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
-        self._file.write(text)
+        with self._lock:
+            self._file.write(text)
 
     def command(self, argv: Sequence[str]) -> None:
-        self._file.write(f"+ {shlex.join(argv)}\n")
-        self._file.flush()
+        with self._lock:
+            self._file.write(f"+ {shlex.join(argv)}\n")
+            self._file.flush()
 
     def fileno(self) -> int:
-        self._file.flush()
+        with self._lock:
+            self._file.flush()
         return self._file.fileno()
 
     def flush(self) -> None:
-        self._file.flush()
+        with self._lock:
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()
 
 
 @dataclass
@@ -104,15 +113,58 @@ def stop_process_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS
             continue
 
 
+class Cancelled(MkimageError):
+    """A command was not started: the build is stopping (another architecture's build failed, or an interrupt)."""
+
+
+class _Running:
+    """Every command mkimage started, so that they can all be stopped at once from the main thread when the
+    architectures of a build run side by side in threads; while stopped, no new command starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+        self._stopping = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            stopping = self._stopping
+        if stopping:
+            stop_process_group(proc, grace=0)
+
+    def check(self, argv: Sequence[str]) -> None:
+        if self._stopping:
+            raise Cancelled(f"{command_name(argv)} not started: the build is stopping")
+
+    def stop_all(self) -> None:
+        """Stop every command still running, each with its whole process group; refuse new ones until resume()."""
+        with self._lock:
+            self._stopping = True
+            procs = list(self._procs)
+        for proc in procs:
+            stop_process_group(proc)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._stopping = False
+
+
+RUNNING = _Running()
+
+
 def spawn(argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: object) -> subprocess.Popen:
     """Start a command in its own session and process group (so a terminal's Ctrl-C reaches mkimage only, and
     mkimage can stop the whole tree), stdin from /dev/null unless given, with the tools' environment."""
     popen.setdefault("stdin", subprocess.DEVNULL)
+    RUNNING.check(argv)
     try:
-        return subprocess.Popen(list(argv), env=dict(env) if env is not None else tool_env(),
+        proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else tool_env(),
                                 start_new_session=True, **popen)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise missing_tool(argv) from None
+    RUNNING.add(proc)
+    return proc
 
 
 def _kill_group_quietly(proc: subprocess.Popen) -> None:
