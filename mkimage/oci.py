@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import queue
 import shutil
 import stat
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, ContextManager, Iterator, NamedTuple, Sequence, Union
 
+from .arch import host
 from .errors import ExportError
 from .reference import arch_reference, split_reference
 from .run import spawn, stop_process_group
@@ -49,13 +49,6 @@ GZIP_LEVEL = 1
 IGZIP_ARGV = ("igzip", "-n", f"-{GZIP_LEVEL}", "-c")
 QUEUE_CHUNKS = 16
 COPY_CHUNK = 1 << 20
-# platform.machine() -> (GOARCH, variant)
-GOARCH = {
-    "x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "i386": ("386", None), "i686": ("386", None),
-    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
-}
-
 Chunk = Union[bytes, bytearray, memoryview]
 
 
@@ -286,8 +279,8 @@ class LayerWriter:
 # --------------------------------------------------------------------------------------- config, manifest
 def host_platform(machine: str | None = None) -> tuple[str, str | None]:
     """platform.machine() in Go's naming, as the image-spec wants: 'x86_64' -> ('amd64', None)."""
-    machine = machine or platform.machine()
-    return GOARCH.get(machine, (machine, None))
+    arch = host(machine)
+    return arch.goarch, arch.variant
 
 
 def rfc3339(epoch: int) -> str:
