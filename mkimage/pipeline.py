@@ -107,9 +107,10 @@ def make_devices(ctx: BuildContext) -> None:
 
 
 def copy_yum_vars(ctx: BuildContext) -> None:
-    """Amazon Linux's yum fails without its vars: copy /etc/yum/vars and /etc/dnf/vars, modes kept."""
-    for source in HOST_VARS_DIRS:
-        if not source.is_dir():
+    """Amazon Linux's yum fails without its vars: copy the host's vars dirs (the config's varsdir, as the package
+    manager says: /etc/dnf/vars and /etc/yum/vars unless the config names others), modes kept."""
+    for source in map(Path, ctx.spec.config_answer.varsdir or HOST_VARS_DIRS):
+        if not source.is_absolute() or not source.is_dir():
             continue
         target = ctx.rootfs / source.relative_to("/")
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

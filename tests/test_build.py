@@ -19,6 +19,7 @@ from conftest import (
     CORE_MANDATORY, DEMO_VERSION, ROOT, Builder, Repo, docker_out, host_mounts_mentioning, image_config, image_id,
     image_layer, mkimage, remove_image_refs, run_in_image, smoke_containers,
 )
+from hostview import fresh_host
 from test_profile import SCRIPT_REMOVALS
 
 pytestmark = pytest.mark.integration
@@ -28,27 +29,16 @@ VARS_FILE = Path("/etc/dnf/vars/mkimagetestvar")
 
 
 @pytest.fixture(scope="module")
-def host_yum_var() -> Path:
-    """A yum var on the host, as Amazon Linux has; removed again afterwards (with the dir if we made it)."""
-    made_dir = not VARS_FILE.parent.exists()
-    VARS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    VARS_FILE.write_text("demo-value\n")
-    VARS_FILE.chmod(0o640)
-    yield VARS_FILE
-    VARS_FILE.unlink()
-    if made_dir:
-        VARS_FILE.parent.rmdir()
-        if not any(VARS_FILE.parent.parent.iterdir()):
-            VARS_FILE.parent.parent.rmdir()
-
-
-@pytest.fixture(scope="module")
-def default_build(repo: Repo, docker_daemon: None, host_yum_var: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One build as people type it, plus -p and -g, shared by the checks below."""
+def default_build(repo: Repo, docker_daemon: None, tmp_path_factory: pytest.TempPathFactory):
+    """One build as people type it, plus -p and -g, shared by the checks below, on this machine as a fresh one
+    sees it (no rpm database, no vars) but for a yum var as Amazon Linux has one (in an overlay of /etc: the
+    host's /etc is never written)."""
     tmpdir = tmp_path_factory.mktemp("default-tmp")
     report = tmpdir.parent / "default-report.json"
+    scratch = tmp_path_factory.mktemp("default-hostview")
+    wrapper = fresh_host(scratch, [f"{VARS_FILE}=demo-value\n"], [f"{VARS_FILE}=640"])
     run = mkimage("-y", str(repo.config), "--tmpdir", str(tmpdir), "-p", "demo-hello", "-g", "Core", "-g", "extras",
-                  "--report", str(report), DEFAULT_NAME)
+                  "--report", str(report), DEFAULT_NAME, wrapper=wrapper)
     yield run, json.loads(report.read_text()) if report.exists() else {}, tmpdir
     remove_image_refs(DEFAULT_NAME)
 
@@ -379,9 +369,11 @@ def test_interrupted_during_the_smoke_test(build: Builder, tmp_path: Path) -> No
     assert_nothing_left(build, json.loads(report_path.read_text()))
 
 
-def test_modes_do_not_depend_on_the_callers_umask(build: Builder, host_yum_var: Path, tmp_path: Path) -> None:
+def test_modes_do_not_depend_on_the_callers_umask(build: Builder, tmp_path: Path) -> None:
     """Directories mkimage makes itself (the yum vars' parents, the cache mount point) are 0755."""
-    proc = subprocess.run([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
+    (tmp_path / "scratch").mkdir()
+    wrapper = fresh_host(tmp_path / "scratch", [f"{VARS_FILE}=demo-value\n"], [f"{VARS_FILE}=640"])
+    proc = subprocess.run([*wrapper, sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
                            str(build.tmpdir), "--cache-dir", str(tmp_path / "cache"), "mkimage-test/umask"],
                           capture_output=True, text=True, cwd=ROOT, preexec_fn=lambda: os.umask(0o077))
     build.created.append("mkimage-test/umask")

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORE_MANDATORY, ROOT, Builder, Repo, image_layer, run_in_image
+from conftest import CORE_MANDATORY, Builder, Repo, image_layer, run_in_image
+from hostview import HOME, fresh_host
 
-HOSTVIEW = ROOT / "tests" / "hostview.py"
-HOME = Path(os.environ.get("HOME", "/root"))
 # Where this host's rpm, dnf and yum keep state: a build must change none of them.
 HOST_STATE = (Path("/var/lib/rpm"), Path("/usr/lib/sysimage/rpm"), HOME / ".rpmdb", Path("/etc/yum"),
               Path("/etc/dnf"), Path("/var/cache/dnf"), Path("/var/cache/yum"), Path("/var/lib/dnf"),
@@ -45,20 +44,6 @@ def snapshot(paths: tuple[Path, ...] = HOST_STATE) -> dict[str, str]:
                 seen[str(path)] = f"{path.stat().st_mode:o} {digest}"
             seen[directory] = "dir"
     return seen
-
-
-def fresh_host(scratch: Path, *writes: str) -> list[str]:
-    """argv prefix: this machine as a fresh one sees it (empty rpm databases, no yum or dnf vars), plus the var
-    files given as PATH=TEXT, written into an overlay of /etc."""
-    empty = ["/var/lib/rpm", "/usr/lib/sysimage/rpm", str(HOME / ".rpmdb"), "/etc/yum/vars", "/etc/dnf/vars"]
-    argv = [sys.executable, str(HOSTVIEW), "--scratch", str(scratch)]
-    for directory in empty:
-        argv += ["--empty", directory]
-    if writes:
-        argv += ["--writable", "/etc"]
-    for write in writes:
-        argv += ["--write", write]
-    return [*argv, "--"]
 
 
 def report_of(build: Builder) -> dict:
@@ -110,7 +95,7 @@ def test_a_file_url_with_a_var_from_etc_dnf_vars(build: Builder, repo: Repo, tmp
     reason the script copies the host's yum vars)."""
     (tmp_path / "scratch").mkdir()
     conf = file_repo_config(tmp_path, repo, "file://$mkimagerepo/repo")
-    wrapper = fresh_host(tmp_path / "scratch", f"/etc/dnf/vars/mkimagerepo={repo.root}")
+    wrapper = fresh_host(tmp_path / "scratch", [f"/etc/dnf/vars/mkimagerepo={repo.root}"])
     run = build(name="mkimage-test-varsfile", config=conf, wrapper=wrapper)
     assert run.returncode == 0, run.stderr
     assert_core_image(build, "mkimage-test-varsfile")

@@ -74,6 +74,22 @@ def as_text(value):
     return str(value) if value else ""
 
 
+def repo_document(repo):
+    """One repository as dnf's RepoConf or yum 3's YumRepository holds it (the same attribute names)."""
+    return {
+        "id": repo.id,
+        "enabled": bool(repo.enabled),
+        "baseurl": as_list(repo.baseurl),
+        "mirrorlist": as_text(repo.mirrorlist),
+        "metalink": as_text(getattr(repo, "metalink", "")),
+        "gpgcheck": bool(repo.gpgcheck),
+        "gpgkey": as_list(repo.gpgkey),
+        "paths": [as_text(getattr(repo, option, "")) for option in REPO_PATH_OPTIONS
+                  if as_text(getattr(repo, option, ""))],
+        "file": as_text(getattr(repo, "repofile", "")),
+    }
+
+
 # --------------------------------------------------------------------------------------------------- dnf
 def force_arch(conf, forcearch):
     """As `--forcearch=ARCH` does it (dnf.cli's option parser sets ignorearch and arch, Conf's arch setter the
@@ -117,20 +133,7 @@ def dnf_answer(config, releasever, installroot, host_dbpath, forcearch=""):
 
     base = dnf.Base(conf)
     base.read_all_repos()
-    repos = []
-    for repo in sorted(base.repos.values(), key=lambda item: item.id):
-        repos.append({
-            "id": repo.id,
-            "enabled": bool(repo.enabled),
-            "baseurl": as_list(repo.baseurl),
-            "mirrorlist": as_text(repo.mirrorlist),
-            "metalink": as_text(repo.metalink),
-            "gpgcheck": bool(repo.gpgcheck),
-            "gpgkey": as_list(repo.gpgkey),
-            "paths": [as_text(getattr(repo, option, "")) for option in REPO_PATH_OPTIONS
-                      if as_text(getattr(repo, option, ""))],
-            "file": as_text(getattr(repo, "repofile", "")),
-        })
+    repos = [repo_document(repo) for repo in sorted(base.repos.values(), key=lambda item: item.id)]
     return {
         "package_manager": "dnf",
         "version": dnf.const.VERSION,
@@ -169,20 +172,7 @@ def yum_answer(config, releasever, installroot, host_dbpath, forcearch=""):
     cachedir = conf.cachedir
     if installroot != "/" and cachedir.startswith(installroot):
         cachedir = "/" + cachedir[len(installroot):].lstrip("/")
-    repos = []
-    for repo in sorted(base.repos.repos.values(), key=lambda item: item.id):
-        repos.append({
-            "id": repo.id,
-            "enabled": bool(repo.enabled),
-            "baseurl": as_list(repo.baseurl),
-            "mirrorlist": as_text(repo.mirrorlist),
-            "metalink": as_text(getattr(repo, "metalink", "")),
-            "gpgcheck": bool(repo.gpgcheck),
-            "gpgkey": as_list(repo.gpgkey),
-            "paths": [as_text(getattr(repo, option, "")) for option in REPO_PATH_OPTIONS
-                      if as_text(getattr(repo, option, ""))],
-            "file": as_text(getattr(repo, "repofile", "")),
-        })
+    repos = [repo_document(repo) for repo in sorted(base.repos.repos.values(), key=lambda item: item.id)]
     return {
         "package_manager": "yum",
         "version": getattr(yum, "__version__", ""),
