@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +15,9 @@ from mkimage.arch import KNOWN, Arch
 from mkimage.installer import InstallRequest
 from mkimage.installer.dnf import Dnf
 from mkimage.reference import arch_reference
+
+if TYPE_CHECKING:
+    from mkimage.context import BuildContext
 
 HOST = archs.host()
 FOREIGN = KNOWN["aarch64"] if HOST.name != "aarch64" else KNOWN["x86_64"]
@@ -117,3 +122,52 @@ def test_an_index_of_two_platforms(tmp_path: Path) -> None:
         ["base/el9:9", "base/el9:9-x86_64"], ["base/el9:9-aarch64"]]
     assert {digest for digest, _ in index.blobs()} == {index.digest, *(d for d, _ in amd.blobs()),
                                                        *(d for d, _ in arm.blobs())}
+
+
+def contexts(tmp_path: Path, *names: str) -> BuildContext:
+    from mkimage.context import ArchTarget, BuildContext, BuildSpec
+    from mkimage.installer.config import ConfigAnswer
+    from mkimage.profile import Profile
+    from mkimage.result import BuildResult
+    from mkimage.run import BuildLog
+    from mkimage.ui import Reporter
+
+    def answer(name: str) -> ConfigAnswer:
+        return ConfigAnswer(config=tmp_path / "c", package_manager="dnf", releasever=None, basearch=name,
+                            cachedir="/var/cache/dnf")
+
+    targets = tuple(ArchTarget(KNOWN[name], answer(name)) for name in names)
+    spec = BuildSpec(name="base", explicit_tag=None, config=tmp_path / "c", package_manager=Dnf("dnf"),
+                     releasever="/", config_answer=targets[0].config_answer, profile=Profile(), tmpdir=tmp_path,
+                     sboms=(), arch=targets[0].arch, targets=targets)
+    ctx = BuildContext(spec=spec, ui=Reporter(stream=io.StringIO()), log=BuildLog(tmp_path / "log"),
+                       result=BuildResult(name="base"))
+    from mkimage import multiarch
+    multiarch.split(ctx)
+    return ctx
+
+
+def test_each_architecture_has_its_own_context_and_they_must_agree_on_the_version(tmp_path: Path) -> None:
+    from mkimage import multiarch
+    from mkimage.errors import InstallError
+
+    ctx = contexts(tmp_path, "x86_64", "aarch64")
+    assert [each.spec.arch.name for each in ctx.per_arch] == ["x86_64", "aarch64"]
+    assert [each.spec.config_answer.basearch for each in ctx.per_arch] == ["x86_64", "aarch64"]
+    assert [each.result.build_id for each in ctx.per_arch] == [f"{ctx.build_id}-x86_64", f"{ctx.build_id}-aarch64"]
+    assert list(ctx.result.architectures) == ["x86_64", "aarch64"] and ctx.result.arch is None
+    for each, version in zip(ctx.per_arch, ("9.4", "9.5")):
+        each.result.tag, each.image_id = version, f"sha256:{each.spec.arch.name}"
+    with pytest.raises(InstallError, match=r"different versions \(x86_64 9.4, aarch64 9.5\)"):
+        multiarch.agree(ctx)
+    ctx.per_arch[1].result.tag = "9.4"
+    multiarch.agree(ctx)
+    primary = "sha256:" + HOST.name if HOST.name in ("x86_64", "aarch64") else "sha256:x86_64"
+    assert ctx.result.tag == "9.4" and ctx.image_id == primary
+    assert [(ref, each.spec.arch.name) for ref, each in multiarch.engine_tags(ctx)] == [
+        ("base:9.4", primary.split(":")[1]), ("base:9.4-x86_64", "x86_64"), ("base:9.4-aarch64", "aarch64")]
+
+
+def test_one_architecture_is_its_own_context(tmp_path: Path) -> None:
+    ctx = contexts(tmp_path, HOST.name)
+    assert ctx.per_arch == [ctx] and ctx.result.arch == HOST.name and ctx.result.architectures == {}
