@@ -10,7 +10,7 @@ it is also what the engine loads, so the engine's image ID is the config digest,
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import IO, Callable
 
 from . import __version__, oci, provenance, reproducible
 from .arch import is_host
@@ -19,7 +19,7 @@ from .engine import tar_argv
 from .errors import ExportError
 from .fsutil import is_executable_in_root
 from .multiarch import published_image
-from .run import PipeResult, run_feeding, run_pipe, run_producer, tool_env
+from .run import PipeResult, run_captured, run_feeding, run_pipe, run_producer, tool_env
 from .ui import human_bytes
 
 LOADED_ID_RE = re.compile(r"(?:Loaded image ID|Loaded image\(s\)|Loaded image): *(?:sha256:)?([0-9a-f]{64})")
@@ -27,16 +27,23 @@ LOADED_ID_RE = re.compile(r"(?:Loaded image ID|Loaded image\(s\)|Loaded image): 
 
 # ------------------------------------------------------------------------------------------ what to write
 def loads_archive(ctx: BuildContext) -> bool:
-    """A reproducible build reaches the engine by `load` of mkimage's own archive: `import` stamps the time.
-    So does another architecture's image with docker, whose import (20.10) marks every image amd64 whatever
-    --platform says (moby#42813); podman's import takes --arch."""
+    """A reproducible build reaches the engine by `load` of mkimage's own archive: `import` stamps the time."""
+    return ctx.spec.engine is not None and ctx.epoch is not None
+
+
+def relabels(ctx: BuildContext) -> bool:
+    """Another architecture's image, imported into docker, gets mkimage's own config: docker 20.10's import marks
+    every image amd64 whatever --platform says (moby#42813).  podman's import takes --arch."""
     engine = ctx.spec.engine
-    if engine is None:
-        return False
-    return ctx.epoch is not None or (not engine.is_podman and not is_host(ctx.spec.arch))
+    return engine is not None and not engine.is_podman and not is_host(ctx.spec.arch) and not loads_archive(ctx)
 
 
 def needs_layer(ctx: BuildContext) -> bool:
+    return stores_layer(ctx) or relabels(ctx)
+
+
+def stores_layer(ctx: BuildContext) -> bool:
+    """The layer blob is kept for what reads it: the outputs, the push, a load; a relabel needs its digest only."""
     return bool(ctx.spec.outputs) or ctx.spec.push or loads_archive(ctx)
 
 
@@ -87,7 +94,8 @@ def export(ctx: BuildContext) -> None:
         ctx.ui.warn(NO_ENGINE_WARNING)
         ctx.result.warnings.append(NO_ENGINE_WARNING)
     tar = tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
-    writer = oci.LayerWriter(ctx.tool_tmpdir, layer_compression(ctx)) if needs_layer(ctx) else None
+    writer = oci.LayerWriter(ctx.tool_tmpdir, layer_compression(ctx), store=stores_layer(ctx)) \
+        if needs_layer(ctx) else None
     try:
         if ctx.spec.engine is not None and not loads_archive(ctx):
             import_stream(ctx, tar, labels, writer)
@@ -103,6 +111,8 @@ def export(ctx: BuildContext) -> None:
         record_image(ctx, image)
         if loads_archive(ctx):
             load(ctx, image)
+        elif relabels(ctx):
+            relabel(ctx, image)
 
 
 def progress(ctx: BuildContext) -> Callable[[int], None]:
@@ -173,15 +183,29 @@ def write_outputs(ctx: BuildContext) -> None:
         oci.write_oci_archive(ctx.push_archive, image, names[:1])
 
 
-def load(ctx: BuildContext, image: oci.Image) -> None:
+def load(ctx: BuildContext, image: oci.Image,
+         feed: Callable[[IO[bytes]], None] | None = None) -> None:
     """ENGINE load of mkimage's own archive, streamed into its stdin, untagged (the tag comes after the smoke
-    test)."""
+    test); feed: what to stream instead (the config alone)."""
     engine = ctx.engine
     ctx.image_id = ctx.result.image_id = image.image_id  # known before the load: cleanup can remove it
-    result = run_feeding([engine.binary, "load"], lambda stdin: oci.write_layout_tar_to(stdin, image, (), ()),
-                         log=ctx.log, env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}))
+    feed = feed or (lambda stdin: oci.write_layout_tar_to(stdin, image, (), ()))
+    result = run_feeding([engine.binary, "load"], feed, log=ctx.log, env=tool_env({"TMPDIR": str(ctx.tool_tmpdir)}))
     loaded = LOADED_ID_RE.search(result.stdout)
     if not result.ok or loaded is None or f"sha256:{loaded.group(1)}" != image.image_id:
         raise ExportError(f"{engine.name} load failed (exit code {result.returncode})",
                           details=[*result.stdout.splitlines()[-3:], *result.tail[-3:]], log_path=ctx.log.path)
     ctx.ui.info(f"loaded {image.image_id[:19]} into {engine.name}")
+
+
+def relabel(ctx: BuildContext, image: oci.Image) -> None:
+    """The imported layer under mkimage's own config (architecture arm64, variant v8, ...): `docker load` of the
+    config alone, since docker has the layer (by its diff_id) and skips it; then the imported image, which said
+    amd64, goes (its layer stays: the new image uses it).  As fast as the import, where a load of the whole
+    archive would write the layer twice more."""
+    imported = ctx.image_id
+    load(ctx, image, lambda stdin: oci.write_config_tar_to(stdin, image))
+    assert imported is not None
+    removed = run_captured(ctx.engine.rmi_argv([imported]), log=ctx.log, timeout=120)
+    if not removed.ok:
+        ctx.ui.warn(f"could not remove the imported image {imported[:19]}: {' '.join(removed.tail[-1:])}")

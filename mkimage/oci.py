@@ -64,7 +64,8 @@ def canonical_json(value: object) -> bytes:
 # --------------------------------------------------------------------------------------------- the layer
 @dataclass(frozen=True)
 class LayerBlob:
-    path: Path
+    path: Path | None
+    """The stored blob; None when only its digests were wanted (LayerWriter(store=False))."""
     digest: str
     """sha256 of the blob as stored (compressed)."""
     size: int
@@ -74,16 +75,18 @@ class LayerBlob:
 
 
 class _HashingFile:
-    """A blob being written: its sha256 and size follow every write."""
+    """A blob being written: its sha256 (unless hashing is False: an uncompressed blob's digest is the diff_id,
+    hashed already) and size follow every write."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, hashing: bool = True) -> None:
         self.file = os.fdopen(fd, "wb")
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if hashing else None
         self.size = 0
 
     def write(self, data: bytes) -> None:
         if data:
-            self.hash.update(data)
+            if self.hash is not None:
+                self.hash.update(data)
             self.file.write(data)
             self.size += len(data)
 
@@ -182,14 +185,20 @@ class LayerWriter:
     """
 
     def __init__(self, directory: Path, compression: str = "gzip", *,
-                 gzip_argv: Sequence[str] | None | str = "auto") -> None:
+                 gzip_argv: Sequence[str] | None | str = "auto", store: bool = True) -> None:
         if compression not in MEDIA_LAYER:
             raise ValueError(f"unknown layer compression {compression!r}")
+        if not store and compression != "none":
+            raise ValueError("a layer that is not stored is not compressed either")
         self.media_type = MEDIA_LAYER[compression]
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".layer-", suffix=".partial")
-        os.fchmod(fd, 0o644)
-        self._path = Path(name)
-        self._out = _HashingFile(fd)
+        self._path: Path | None = None
+        if store:
+            fd, name = tempfile.mkstemp(dir=directory, prefix=".layer-", suffix=".partial")
+            os.fchmod(fd, 0o644)
+            self._path = Path(name)
+        else:  # only the digests: the layer itself is in the engine already
+            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self._out = _HashingFile(fd, hashing=compression != "none")
         self._diff = hashlib.sha256()
         argv = default_gzip_argv() if gzip_argv == "auto" else gzip_argv
         try:
@@ -243,9 +252,9 @@ class LayerWriter:
         except BaseException:
             self._discard()
             raise
-        hexdigest = self._out.hash.hexdigest()
-        return LayerBlob(self._path, "sha256:" + hexdigest, self._out.size, "sha256:" + self._diff.hexdigest(),
-                         self.media_type)
+        diff_id = "sha256:" + self._diff.hexdigest()
+        digest = "sha256:" + self._out.hash.hexdigest() if self._out.hash is not None else diff_id
+        return LayerBlob(self._path, digest, self._out.size, diff_id, self.media_type)
 
     def abort(self) -> None:
         """Stop and remove the partial blob (the stream failed).  Safe to call more than once."""
@@ -273,7 +282,8 @@ class LayerWriter:
 
     def _discard(self) -> None:
         self._out.file.close()
-        self._path.unlink(missing_ok=True)
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------- config, manifest
@@ -385,6 +395,8 @@ class Image:
 
     def blobs(self) -> list[tuple[str, bytes | Path]]:
         """(digest, content) of every blob, sorted by digest."""
+        if self.layer.path is None:
+            raise ExportError("internal error: the layer blob of this image was not kept")
         entries: list[tuple[str, bytes | Path]] = [(self.config_digest, self.config),
                                                    (self.manifest_digest, self.manifest),
                                                    (self.layer.digest, self.layer.path)]
@@ -599,6 +611,19 @@ def write_layout_tar_to(out: IO[bytes], image: Published, ref_names: Sequence[st
             else:
                 with open(content, "rb") as source:
                     tar.addfile(_tar_entry(name, mtime, size), source)
+
+
+def write_config_tar_to(out: IO[bytes], image: Image) -> None:
+    """A docker archive of the image's config and manifest.json alone, without the layer: what `docker load`
+    (20.10) needs to make an image of a layer it has already (found by its diff_id: docker's loader skips a layer
+    it has, never opening its member)."""
+    files = {"manifest.json": canonical_json(docker_manifest(image, ())), _blob_path(image.config_digest): image.config}
+    stream = out if out.seekable() else _Position(out)
+    with tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[arg-type]
+        for directory in ("blobs", "blobs/sha256"):
+            tar.addfile(_tar_entry(directory, image.created, directory=True))
+        for name in sorted(files):
+            tar.addfile(_tar_entry(name, image.created, len(files[name])), io.BytesIO(files[name]))
 
 
 def _archive_target(path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -152,8 +153,9 @@ def target_problems(request: Request, manager: installer.PackageManager,
     """The config as the package manager reads it for each architecture; the problems, each said once."""
     targets: list[ArchTarget] = []
     problems: list[str] = []
-    for arch in arches:
-        answer, found = config_problems(request, manager, arch)
+    with ThreadPoolExecutor(max_workers=len(arches)) as pool:  # each asks a sandboxed dnf: side by side
+        answers = list(pool.map(lambda arch: config_problems(request, manager, arch), arches))
+    for arch, (answer, found) in zip(arches, answers):
         if answer is not None:
             targets.append(ArchTarget(arch, answer))
         problems += [problem for problem in found if problem not in problems]
