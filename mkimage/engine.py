@@ -175,6 +175,14 @@ class Engine:
         except ValueError:
             return None
 
+    def layer_diff_ids(self, image_id: str, log: BuildLog | None = None) -> list[str]:
+        """The image's layers, as the engine hashed them (the uncompressed tars' sha256)."""
+        found = self._inspect(image_id, "{{json .RootFS.Layers}}", log)
+        try:
+            return [str(layer) for layer in json.loads(found or "[]") or []]
+        except ValueError:
+            return []
+
     def image_size(self, image_id: str, log: BuildLog | None = None) -> int | None:
         found = self._inspect(image_id, "{{.Size}}", log)
         try:

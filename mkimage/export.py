@@ -39,11 +39,6 @@ def relabels(ctx: BuildContext) -> bool:
 
 
 def needs_layer(ctx: BuildContext) -> bool:
-    return stores_layer(ctx) or relabels(ctx)
-
-
-def stores_layer(ctx: BuildContext) -> bool:
-    """The layer blob is kept for what reads it: the outputs, the push, a load; a relabel needs its digest only."""
     return bool(ctx.spec.outputs) or ctx.spec.push or loads_archive(ctx)
 
 
@@ -94,8 +89,7 @@ def export(ctx: BuildContext) -> None:
         ctx.ui.warn(NO_ENGINE_WARNING)
         ctx.result.warnings.append(NO_ENGINE_WARNING)
     tar = tar_argv(ctx.rootfs, reproducible.tar_options(ctx.epoch) if ctx.epoch is not None else ())
-    writer = oci.LayerWriter(ctx.tool_tmpdir, layer_compression(ctx), store=stores_layer(ctx)) \
-        if needs_layer(ctx) else None
+    writer = oci.LayerWriter(ctx.tool_tmpdir, layer_compression(ctx)) if needs_layer(ctx) else None
     try:
         if ctx.spec.engine is not None and not loads_archive(ctx):
             import_stream(ctx, tar, labels, writer)
@@ -106,6 +100,8 @@ def export(ctx: BuildContext) -> None:
         if writer is not None:
             writer.abort()
         raise
+    if layer is None and relabels(ctx):
+        layer = imported_layer(ctx)
     if layer is not None:
         image = oci.build_image(layer, image_meta(ctx, labels))
         record_image(ctx, image)
@@ -196,6 +192,17 @@ def load(ctx: BuildContext, image: oci.Image,
         raise ExportError(f"{engine.name} load failed (exit code {result.returncode})",
                           details=[*result.stdout.splitlines()[-3:], *result.tail[-3:]], log_path=ctx.log.path)
     ctx.ui.info(f"loaded {image.image_id[:19]} into {engine.name}")
+
+
+def imported_layer(ctx: BuildContext) -> oci.LayerBlob:
+    """The layer the engine imported, as it hashed it (the diff_id of the very stream, uncompressed): all a
+    config needs, when no blob is written."""
+    assert ctx.image_id is not None
+    diff_ids = ctx.engine.layer_diff_ids(ctx.image_id, ctx.log)
+    if len(diff_ids) != 1:
+        raise ExportError(f"{ctx.engine.name} reports {len(diff_ids)} layers for the imported image, not one",
+                          log_path=ctx.log.path)
+    return oci.LayerBlob(None, diff_ids[0], ctx.result.bytes_streamed, diff_ids[0], oci.MEDIA_LAYER["none"])
 
 
 def relabel(ctx: BuildContext, image: oci.Image) -> None:

@@ -65,7 +65,7 @@ def canonical_json(value: object) -> bytes:
 @dataclass(frozen=True)
 class LayerBlob:
     path: Path | None
-    """The stored blob; None when only its digests were wanted (LayerWriter(store=False))."""
+    """The stored blob; None for a layer only the engine has (imported; its digests are the engine's)."""
     digest: str
     """sha256 of the blob as stored (compressed)."""
     size: int
@@ -185,19 +185,13 @@ class LayerWriter:
     """
 
     def __init__(self, directory: Path, compression: str = "gzip", *,
-                 gzip_argv: Sequence[str] | None | str = "auto", store: bool = True) -> None:
+                 gzip_argv: Sequence[str] | None | str = "auto") -> None:
         if compression not in MEDIA_LAYER:
             raise ValueError(f"unknown layer compression {compression!r}")
-        if not store and compression != "none":
-            raise ValueError("a layer that is not stored is not compressed either")
         self.media_type = MEDIA_LAYER[compression]
-        self._path: Path | None = None
-        if store:
-            fd, name = tempfile.mkstemp(dir=directory, prefix=".layer-", suffix=".partial")
-            os.fchmod(fd, 0o644)
-            self._path = Path(name)
-        else:  # only the digests: the layer itself is in the engine already
-            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".layer-", suffix=".partial")
+        os.fchmod(fd, 0o644)
+        self._path = Path(name)
         self._out = _HashingFile(fd, hashing=compression != "none")
         self._diff = hashlib.sha256()
         argv = default_gzip_argv() if gzip_argv == "auto" else gzip_argv
@@ -282,8 +276,7 @@ class LayerWriter:
 
     def _discard(self) -> None:
         self._out.file.close()
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+        self._path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------- config, manifest

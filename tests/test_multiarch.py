@@ -90,6 +90,9 @@ def test_two_architectures_run_push_and_pull_back(build: Builder, multiarch_repo
         assert in_image(reference, platform, "cat", "/var/lib/demo-machine/uname") == arch, "the %post ran as it"
         assert docker_out("image", "inspect", "--format", "{{.Architecture}}", reference).strip() == KNOWN[arch].goarch
     assert in_image(f"{name}:1.4.2-{foreign_arch}", foreign.engine_platform, "bash", "-c", "echo $BASH_VERSION")
+    labelled = docker_out("image", "ls", "-q", "--no-trunc", "--filter",
+                          f"label=mkimage.build-id={arches[foreign_arch]['build_id']}").split()
+    assert labelled == [arches[foreign_arch]["image_id"]], "the imported amd64-labelled image is gone"
 
     # the registry: the index and each manifest as built
     raw_index = skopeo(registry, authfile, "inspect", "--raw", f"docker://{name}:1.4.2").stdout
