@@ -79,12 +79,14 @@ class BuildSpec:
         return len(self.targets) > 1
 
     def for_arch(self, target: ArchTarget) -> BuildSpec:
-        """The spec of one architecture's build: its config answer, and its own SBOM files when there are
-        several architectures."""
-        sboms = self.sboms
-        if self.multi_arch:
-            sboms = tuple(replace(wanted, path=arch_path(wanted.path, target.arch)) for wanted in self.sboms)
-        return replace(self, arch=target.arch, config_answer=target.config_answer, sboms=sboms)
+        """The spec of one architecture's build: its config answer; when there are several architectures, its own
+        SBOM files and its own --cache-dir (DIR/ARCH: the architectures install side by side, each holding its
+        cache's lock)."""
+        if not self.multi_arch:
+            return replace(self, arch=target.arch, config_answer=target.config_answer)
+        sboms = tuple(replace(wanted, path=arch_path(wanted.path, target.arch)) for wanted in self.sboms)
+        cache_dir = self.cache_dir / target.arch.name if self.cache_dir is not None else None
+        return replace(self, arch=target.arch, config_answer=target.config_answer, sboms=sboms, cache_dir=cache_dir)
 
     @property
     def uses_engine(self) -> bool:

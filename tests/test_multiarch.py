@@ -212,3 +212,17 @@ def test_interrupted_while_both_architectures_install(build: Builder, multiarch_
     assert report["status"] == "interrupted"
     assert processes_rooted_under(build.tmpdir) == []
     assert [p.name for p in build.tmpdir.iterdir() if not p.name.endswith(".log")] == []
+
+
+def test_each_architecture_has_its_own_package_cache(build: Builder, multiarch_repo: Repo, foreign_arch: str,
+                                                     tmp_path: Path) -> None:
+    """--cache-dir DIR: DIR/ARCH for each, so that the architectures install side by side, each holding its own
+    cache's lock (one lock for both would have one architecture wait for the other's install forever)."""
+    cache = tmp_path / "cache"
+    result = build("--arch", f"{HOST},{foreign_arch}", "--cache-dir", str(cache), "-t", "c",
+                   name="mkimage-test/cache-multi", config=multiarch_repo.config, timeout=180)
+    assert result.returncode == 0, result.stderr
+    metadata = {arch: sorted((cache / arch).glob("mkimage-demo-*/repodata/repomd.xml")) for arch in (HOST, foreign_arch)}
+    assert all(len(found) == 1 for found in metadata.values()), metadata
+    assert metadata[HOST][0].parent.parent.name != metadata[foreign_arch][0].parent.parent.name, "repo-$basearch"
+    assert (cache / foreign_arch / ".mkimage.lock").exists() and not (cache / ".mkimage.lock").exists()
