@@ -21,6 +21,7 @@ from conftest import ROOT, Builder, Repo, docker_out, labelled_images, mkimage
 from mkimage.arch import KNOWN, binfmt_problem, host, runs_natively
 from registry import Ca, Registry, htpasswd_registry, make_ca, serving, write_authfile
 from test_build import processes_rooted_under
+from test_engines import podman, podman_env  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 PASSWORD = "multi-Arch-s3cret"
@@ -226,3 +227,24 @@ def test_each_architecture_has_its_own_package_cache(build: Builder, multiarch_r
     assert all(len(found) == 1 for found in metadata.values()), metadata
     assert metadata[HOST][0].parent.parent.name != metadata[foreign_arch][0].parent.parent.name, "repo-$basearch"
     assert (cache / foreign_arch / ".mkimage.lock").exists() and not (cache / ".mkimage.lock").exists()
+
+
+def test_podman_imports_each_architecture_as_itself(build: Builder, multiarch_repo: Repo, foreign_arch: str,
+                                                    podman_env: dict[str, str]) -> None:
+    """podman's import takes --arch: no load needed; NAME:TAG and NAME:TAG-ARCH as with docker."""
+    name = "mkimage-test/podman-multi"
+    tags = {f"{name}:p": HOST, f"{name}:p-{HOST}": HOST, f"{name}:p-{foreign_arch}": foreign_arch}
+    try:
+        result = build("--engine", "podman", "--arch", f"{HOST},{foreign_arch}", "-p", "demo-machine", "-t", "p",
+                       name=name, config=multiarch_repo.config, env={"CONTAINERS_CONF": podman_env["CONTAINERS_CONF"]})
+        assert result.returncode == 0, result.stderr
+        assert report_of(build)["engine_tags"] == tags
+        for reference, arch in tags.items():
+            local = f"localhost/{reference}"
+            inspected = podman(podman_env, "image", "inspect", "--format", "{{.Architecture}}", local)
+            assert inspected.stdout.strip() == KNOWN[arch].goarch
+            ran = podman(podman_env, "run", "--rm", "--network", "none", local, "/bin/sh", "-c",
+                         "uname -m; cat /var/lib/demo-machine/uname")
+            assert ran.stdout.split() == [arch, arch], ran.stderr
+    finally:
+        podman(podman_env, "image", "rm", "--force", *[f"localhost/{t}" for t in tags], check=False)
