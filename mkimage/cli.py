@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems, Unchanged
+from .errors import EXIT_INTERNAL, EXIT_OK, BadInput, Interrupted, MkimageError, Problems, ReportError, Unchanged
 
 if TYPE_CHECKING:  # the heavier modules are imported when a build runs, so --help stays fast
-    from .context import BuildSpec
+    from .context import BuildContext, BuildSpec
     from .preflight import Request
+    from .result import BuildResult
+    from .sbom import SbomRequest
 
 PATH_TYPE = click.Path(path_type=Path)
 
@@ -199,27 +201,29 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         _list_profiles()
         return
     started = time.monotonic()
-    profile_problems: list[str] = []
+    profile_problems: list[str] = _empty_name_problems(groups, packages, excludes)
     try:
         profile, merged = resolve(profiles, _overrides(groups, packages, excludes))
     except ProfileProblems as err:
-        profile, merged, profile_problems = None, {}, err.problems
+        profile, merged, profile_problems = None, {}, [*profile_problems, *err.problems]
     if show_profile:
         if profile_problems:
             raise Problems(profile_problems)
         click.echo(json.dumps(merged, indent=2))
         return
+    # Every path is made absolute here, once, against the caller's directory: preflight checks what the build
+    # uses, and dnf (which runs in the sandbox with / as its directory) gets absolute paths.
     request = preflight.Request(
-        reference=reference, tag=tag, config=config or installer.default_config(), pkg_manager=pkg_manager,
-        releasever=releasever, tmpdir=tmpdir or preflight.default_tmpdir(), rootfs_in_memory=rootfs_in_memory,
-        cache_dir=cache_dir.absolute() if cache_dir else None, keep_rootfs=keep_rootfs, rootfs_only=rootfs_only,
-        smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
+        reference=reference, tag=tag, config=_absolute(config or installer.default_config()),
+        pkg_manager=pkg_manager, releasever=releasever, tmpdir=_absolute(tmpdir or preflight.default_tmpdir()),
+        rootfs_in_memory=rootfs_in_memory, cache_dir=_absolute(cache_dir), keep_rootfs=keep_rootfs,
+        rootfs_only=rootfs_only, smoke_test=not no_smoke_test, smoke_cmd=_smoke_argv(smoke_cmd),
         allow_scriptlet_failures=allow_scriptlet_failures, allow_rpmdb_mismatch=allow_rpmdb_mismatch,
         reproducible=reproducible, skip_unchanged=skip_unchanged,
-        sboms=tuple(parse_request(text, sbom_format) for text in sboms),
-        log_file=log_file, report=report,
+        sboms=tuple(_absolute_sbom(parse_request(text, sbom_format)) for text in sboms),
+        log_file=_absolute(log_file), report=_absolute(report),
         engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced, outputs=outputs, push=push,
-        authfile=authfile, registry_cert_dir=registry_cert_dir, tls_verify=tls_verify,
+        authfile=_absolute(authfile), registry_cert_dir=_absolute(registry_cert_dir), tls_verify=tls_verify,
         sandbox=not no_sandbox, arches=arches,
     )
     try:
@@ -230,6 +234,23 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
     run_build(spec, request, _verbosity(verbose, quiet), preflight_seconds=time.monotonic() - started)
 
 
+def _absolute(path: Path | None) -> Path | None:
+    """path against the caller's directory, normalised ('..' resolved by name, symlinks left alone)."""
+    return Path(os.path.abspath(path)) if path is not None else None
+
+
+def _absolute_sbom(request: SbomRequest) -> SbomRequest:
+    from .sbom import SbomRequest
+    return SbomRequest(request.format, Path(os.path.abspath(request.path)))
+
+
+def _empty_name_problems(groups: Sequence[str], packages: Sequence[str], excludes: Sequence[str]) -> list[str]:
+    """-p '', -g '' and -x '' would reach dnf; they are bad input."""
+    named = (("-g", "group", groups), ("-p", "package", packages), ("-x", "package pattern", excludes))
+    return [f"{flag} {value!r}: empty {what} name" for flag, what, values in named for value in values
+            if not value.strip()]
+
+
 def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -> None:
     """Pipelines parse the report whatever happened; for bad input it lists the problems."""
     if path is None:
@@ -238,7 +259,7 @@ def _report_bad_input(path: Path | None, reference: str | None, err: Problems) -
     result = BuildResult(name=reference or "", status="failed", exit_code=err.exit_code, error=err.message,
                          error_kind=err.kind, problems=err.problems, finished_at=time.time())
     try:
-        result.write_report(path)
+        result.write_report(path)  # never over a device, FIFO or symlink: those are among the problems
     except OSError:
         pass  # an unwritable --report is itself one of the problems reported
 
@@ -272,7 +293,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     log_path = request.log_file or _log_path(spec.tmpdir, spec.name)
     log = BuildLog(log_path)
     ctx = BuildContext(spec=spec, ui=ui, log=log, result=result)
-    printed = None
+    ctx.delivery.report_path = request.report
+    printed, failure = None, None
     if not spec.sandbox:
         from .sandbox import NO_SANDBOX_WARNING
         ui.warn(NO_SANDBOX_WARNING)
@@ -289,6 +311,7 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
         if err.log_path is None:  # the log is kept whenever a build does not succeed: say where
             err.log_path = log_path
+        failure = err
         raise
     except BaseException as err:
         result.status, result.exit_code, result.error = "failed", EXIT_INTERNAL, repr(err)
@@ -302,8 +325,11 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         else:
             result.log_file = str(log_path)
         ui.close()
-        if request.report is not None:
-            result.write_report(request.report)
+        report_problem = _write_report(ctx, request.report)
+        if report_problem and failure is not None and not isinstance(failure, ReportError):
+            failure.details.append(report_problem)
+    if report_problem:  # the build succeeded and published everything: only its report is missing
+        raise ReportError(report_problem, details=[f"published: {item}" for item in _published(result)])
     ui.summary(result)
     for each in (result, *result.architectures.values()):
         if each.rootfs_kept:
@@ -318,6 +344,25 @@ def _rootfs_lines(result: Any) -> str:
     if result.architectures:
         return "\n".join(str(each.rootfs) for each in result.architectures.values())
     return str(result.rootfs)
+
+
+def _write_report(ctx: BuildContext, path: Path | None) -> str | None:
+    """The report, into the space the delivery reserved for it (when it got that far); the problem, if any."""
+    if path is None:
+        return None
+    from .fullfs import reason
+    try:
+        ctx.result.write_report(path, ctx.delivery.report)
+    except OSError as err:
+        return f"cannot write the report {path}: {reason(err, path)}"
+    finally:
+        ctx.delivery.report = None
+    return None
+
+
+def _published(result: BuildResult) -> list[str]:
+    return [*(f"tag {tag}" for tag in result.tags), *(f"output {output}" for output in result.outputs),
+            *(f"sbom {path}" for path in result.sboms), *(f"push {line}" for line in result.pushed)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import sandbox
 from .arch import Arch, arch_path, host, package_manager_flags
+from .deliver import Delivery
 from .engine import Engine
 from .oci import Image, Output, Published
 from .publish import RegistryOptions
@@ -120,9 +121,13 @@ class BuildContext:
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
-    arch_contexts: list[BuildContext] = field(default_factory=list)
+    arch_contexts: list[BuildContext] = field(default_factory=list, repr=False, compare=False)
     """A multi-architecture build's one context per architecture (mkimage.multiarch makes them); empty in a
     build of one architecture, which is its own."""
+    whole: BuildContext | None = field(default=None, repr=False, compare=False)
+    """The multi-architecture build this context is one architecture of (it shares its delivery)."""
+    delivery: Delivery = field(default_factory=Delivery)
+    """What the build staged, published and tagged, so that a late failure can put it back (deliver.py)."""
     _host_release_db: Path | None = None
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 from . import mounts, sandbox
 from .context import BuildContext
 from .devices import make_device_nodes, make_runtime_links
-from .errors import ProfileError
+from .errors import ProfileError, ProfileTimeout
 from .fsutil import (
     ConfinementError, MountPointError, glob_in_root, host_path, remove_tree, resolve_in_root, walk_tree,
     write_file_in_root,
@@ -181,8 +181,12 @@ def run_commands(ctx: BuildContext, outcome: ProfileOutcome) -> None:
             for argv in commands:
                 ctx.ui.info(f"running in the rootfs: {' '.join(argv)}")
                 result = run_streaming(chroot_command(ctx, argv, network=ctx.profile.chroot_network), log=ctx.log,
-                                       on_line=ctx.ui.tool_output, env=env)
+                                       on_line=ctx.ui.tool_output, env=env, timeout=ctx.profile.chroot_timeout)
                 outcome.commands_run.append(list(argv))
+                if result.timed_out:
+                    raise ProfileTimeout(f"chroot command {' '.join(argv)!r} timed out after "
+                                         f"{ctx.profile.chroot_timeout:g}s and was stopped (chroot.timeout in the "
+                                         "profile)", details=result.tail[-8:], log_path=ctx.log.path)
                 if not result.ok:
                     raise ProfileError(f"chroot command {' '.join(argv)!r} failed with exit code "
                                        f"{result.returncode}", details=result.tail[-8:], log_path=ctx.log.path)

@@ -18,6 +18,18 @@ EXIT_EXPORT = 5
 EXIT_SMOKE = 6
 EXIT_PUSH = 7
 
+# What stderr shows of an error: every line capped, so that a tool that printed a megabyte on one line does not
+# put it on the terminal (the log keeps it all).
+LINE_MAX = 1000
+DETAILS_MAX = 40
+
+
+def capped(line: str, limit: int = LINE_MAX) -> str:
+    """line, or its first limit characters and how many more there were."""
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]}... ({len(line) - limit} more characters)"
+
 
 class MkimageError(click.ClickException):
     """A failure mkimage can explain: one line, then optional indented details."""
@@ -31,8 +43,10 @@ class MkimageError(click.ClickException):
         self.log_path = log_path
 
     def format_message(self) -> str:
-        lines = [self.message]
-        lines += [f"  {line}" for line in self.details]
+        lines = [capped(self.message)]
+        lines += [f"  {capped(line)}" for line in self.details[:DETAILS_MAX]]
+        if len(self.details) > DETAILS_MAX:
+            lines.append(f"  ... ({len(self.details) - DETAILS_MAX} more lines)")
         if self.log_path is not None:
             lines.append(f"  full log: {self.log_path}")
         return "\n".join(lines)
@@ -69,14 +83,32 @@ class ProfileError(MkimageError):
     kind = "profile-failed"
 
 
+class ProfileTimeout(ProfileError):
+    """A profile chroot command ran longer than the profile's chroot.timeout."""
+
+    kind = "profile-command-timeout"
+
+
 class ExportError(MkimageError):
     exit_code = EXIT_EXPORT
     kind = "export-failed"
 
 
+class ReportError(ExportError):
+    """The --report cannot be written."""
+
+    kind = "report-failed"
+
+
 class SmokeTestError(MkimageError):
     exit_code = EXIT_SMOKE
     kind = "smoke-test-failed"
+
+
+class SmokeTimeout(SmokeTestError):
+    """A smoke command ran longer than the profile's smoke.timeout."""
+
+    kind = "smoke-test-timeout"
 
 
 class Unchanged(Exception):

@@ -162,18 +162,15 @@ def record_image(ctx: BuildContext, image: oci.Image) -> None:
                 f"layer {human_bytes(layer.size)} compressed")
 
 
-WRITERS = {"oci-archive": oci.write_oci_archive, "oci": oci.write_oci_dir, "docker-archive": oci.write_docker_archive}
-
-
 def write_outputs(ctx: BuildContext) -> None:
-    """Every --output, named NAME:TAG (and each --extra-tag); with --push, an oci-archive to push from.  With
-    several architectures, an index of their images."""
+    """Every --output, named NAME:TAG (and each --extra-tag), written under a temp name beside its path: it moves
+    into place only once everything else is ready (deliver.py).  With --push, an oci-archive to push from.  With
+    several architectures, an index of their images (so this runs once every architecture is exported)."""
     image = ctx.published = published_image(ctx)
     names = ctx.references
     for output in ctx.spec.outputs:
-        WRITERS[output.format](output.path, image, names)
-        ctx.result.outputs.append(str(output))
-        ctx.ui.info(f"wrote {output}")
+        oci.stage_output(output, image, names, ctx.delivery.staging)
+        ctx.ui.info(f"wrote {output} aside (it moves into place after the smoke test)")
     if ctx.spec.push:  # skopeo reads an oci-archive of one image name without being told which
         ctx.push_archive = ctx.per_arch[0].workdir_path("push.tar")
         oci.write_oci_archive(ctx.push_archive, image, names[:1])

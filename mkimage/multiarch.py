@@ -20,19 +20,21 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import oci
 from .arch import is_host
-from .context import BuildContext
 from .errors import InstallError, MkimageError
 from .reference import arch_reference
 from .result import BuildResult
 from .run import RUNNING, Cancelled
 
 if TYPE_CHECKING:
+    from .context import BuildContext
     from .pipeline import Stage
 
 
 # ------------------------------------------------------------------------------------------ contexts
 def split(ctx: BuildContext) -> None:
-    """One context per architecture for a multi-architecture build; a build of one is its own."""
+    """One context per architecture for a multi-architecture build; a build of one is its own.  Each shares the
+    build's delivery (its files are staged there, and moved with the rest) and log."""
+    from .context import BuildContext
     ctx.result.arch, ctx.result.platform = ctx.spec.arch.name, ctx.spec.arch.platform
     if not ctx.spec.multi_arch or ctx.arch_contexts:
         return
@@ -42,7 +44,7 @@ def split(ctx: BuildContext) -> None:
         result = arch_result(ctx.result, spec.arch.name, spec.arch.platform)
         ctx.result.architectures[spec.arch.name] = result
         ctx.arch_contexts.append(BuildContext(spec=spec, ui=ctx.ui.for_arch(spec.arch.name), log=ctx.log,
-                                              result=result))
+                                              result=result, delivery=ctx.delivery, whole=ctx))
 
 
 def arch_result(whole: BuildResult, arch: str, platform: str) -> BuildResult:
@@ -143,7 +145,6 @@ def engine_tags(ctx: BuildContext) -> list[tuple[str, BuildContext]]:
     tags = [(reference, primary) for reference in references]
     tags += [(arch_reference(reference, each.spec.arch.name), each) for each in ctx.arch_contexts
              for reference in references]
-    ctx.result.engine_tags = {reference: each.spec.arch.name for reference, each in tags}
     return tags
 
 
@@ -156,7 +157,8 @@ def published_image(ctx: BuildContext) -> oci.Published:
     for each in ctx.arch_contexts:
         assert each.oci_image is not None
         images.append(oci.ArchImage(each.spec.arch.name, each.oci_image))
-    index = oci.build_index(images, primary=ctx.arch_contexts.index(primary_context(ctx)))
+    primary = primary_context(ctx)
+    index = oci.build_index(images, primary=next(n for n, each in enumerate(ctx.arch_contexts) if each is primary))
     ctx.result.archive = {"index_digest": index.digest,
                           "manifests": {item.arch: item.image.manifest_digest for item in images}}
     ctx.ui.info(f"index {index.digest[:19]} of {', '.join(item.arch for item in images)}")

@@ -29,10 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, ContextManager, Iterator, NamedTuple, Sequence, Union
 
+from . import fullfs
 from .arch import host
 from .errors import ExportError
 from .reference import arch_reference, split_reference
 from .run import spawn, stop_process_group
+from .staging import Staging, StagingError, create_exclusive, replaceable_problem, temp_name
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -519,12 +521,24 @@ def _no_symlink(path: Path) -> None:
 
 def _create(path: Path) -> IO[bytes]:
     """A new file, never through a symlink, never over an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    return os.fdopen(fd, "wb")
+    return os.fdopen(create_exclusive(path), "wb")
 
 
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    return temp_name(path)
+
+
+@contextmanager
+def _new_file(path: Path) -> Iterator[IO[bytes]]:
+    """A new file at path (a temp name), written and synced; removed again if writing fails."""
+    try:
+        with _create(path) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -532,11 +546,9 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
     """Write a new ``path`` under a temp name beside it, then rename it into place (the rename replaces a
     symlink at ``path`` itself, never what it points to)."""
     temp = _temp_name(path)
+    with _new_file(temp) as file:
+        yield file
     try:
-        with _create(temp) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -561,9 +573,12 @@ def _tar_entry(name: str, mtime: int, size: int = 0, directory: bool = False) ->
     return info
 
 
-def _write_layout_tar(path: Path, image: Published, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
-    with _replacing(path) as out:
+def _stage_layout_tar(path: Path, image: Published, ref_names: Sequence[str], repo_tags: Sequence[str],
+                      staging: Staging, label: str) -> None:
+    temp = _temp_name(path)
+    with _new_file(temp) as out:
         write_layout_tar_to(out, image, ref_names, repo_tags)
+    staging.add(temp, path, label)
 
 
 class _Position:
@@ -624,18 +639,68 @@ def _archive_target(path: Path) -> None:
         raise ExportError(f"{path} is a directory; an archive output needs a file path")
 
 
-def write_oci_archive(path: Path, image: Published, ref_names: Sequence[str]) -> None:
+# Each writer comes in two steps: stage_* writes under temp names beside the path and adds the moves to a
+# Staging (a build publishes them only after its smoke test); write_* stages and publishes at once.
+def stage_oci_archive(path: Path, image: Published, ref_names: Sequence[str], staging: Staging,
+                      label: str | None = None) -> None:
     """``ref_names``: image references (NAME[:TAG]); one index.json entry each (see ref_annotations), and the
     RepoTags of manifest.json.  A tar of an OCI image layout, with docker's manifest.json too (so that docker
     load reads it as well)."""
     _archive_target(path)
-    _write_or_fail("oci-archive", path, lambda: _write_layout_tar(path, image, ref_names, ref_names))
+    _write_or_fail("oci-archive", path, lambda: _stage_layout_tar(path, image, ref_names, ref_names, staging,
+                                                                  label or f"oci-archive:{path}"))
+
+
+def stage_docker_archive(path: Path, image: Published, repo_tags: Sequence[str], staging: Staging,
+                         label: str | None = None) -> None:
+    """A docker-archive for docker load (20.10+) and podman load: manifest.json into an OCI layout."""
+    _archive_target(path)
+    _write_or_fail("docker-archive", path, lambda: _stage_layout_tar(path, image, repo_tags, repo_tags, staging,
+                                                                     label or f"docker-archive:{path}"))
+
+
+def stage_oci_dir(path: Path, image: Published, ref_names: Sequence[str], staging: Staging,
+                  label: str | None = None) -> None:
+    """An OCI image layout directory.  A new one is made under a temp name, to be renamed into place; into an
+    existing layout (or an empty dir) the new blobs are to be added and index.json replaced last, where manifests
+    with one of ``ref_names`` (or unnamed ones, when no name is given) give way to this image."""
+    _write_or_fail("oci", path, lambda: _stage_oci_dir(path, image, ref_names, staging, label or f"oci:{path}"))
+
+
+def write_oci_archive(path: Path, image: Published, ref_names: Sequence[str]) -> None:
+    _write_now("oci-archive", path, lambda staging: stage_oci_archive(path, image, ref_names, staging))
 
 
 def write_docker_archive(path: Path, image: Published, repo_tags: Sequence[str]) -> None:
-    """A docker-archive for docker load (20.10+) and podman load: manifest.json into an OCI layout."""
-    _archive_target(path)
-    _write_or_fail("docker-archive", path, lambda: _write_layout_tar(path, image, repo_tags, repo_tags))
+    _write_now("docker-archive", path, lambda staging: stage_docker_archive(path, image, repo_tags, staging))
+
+
+def write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
+    _write_now("oci", path, lambda staging: stage_oci_dir(path, image, ref_names, staging))
+
+
+STAGERS: dict[str, Callable[..., None]] = {
+    "oci-archive": stage_oci_archive, "oci": stage_oci_dir, "docker-archive": stage_docker_archive,
+}
+
+
+def stage_output(output: "Output", image: Published, names: Sequence[str], staging: Staging) -> None:
+    """One --output, written under temp names beside its path; staging.publish() moves it into place."""
+    STAGERS[output.format](output.path, image, names, staging, f"output {output}")
+
+
+def _write_now(kind: str, path: Path, stage: Callable[[Staging], None]) -> None:
+    staging = Staging()
+    try:
+        stage(staging)
+        staging.publish()
+    except StagingError as err:
+        staging.discard()
+        raise ExportError(f"cannot write the {kind} output {path}: {err.error.strerror or err.error}") from None
+    except BaseException:
+        staging.discard()
+        raise
+    staging.commit()
 
 
 def is_oci_layout(path: Path) -> bool:
@@ -643,28 +708,47 @@ def is_oci_layout(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and layout.is_file() and not layout.is_symlink()
 
 
-def write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
-    """An OCI image layout directory.  A new one is made under a temp name and renamed into place; into an
-    existing layout (or an empty dir) the blobs are added and index.json is replaced last, where manifests
-    with one of ``ref_names`` (or unnamed ones, when no name is given) give way to this image."""
-    _write_or_fail("oci", path, lambda: _write_oci_dir(path, image, ref_names))
-
-
-def _write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
+def _stage_oci_dir(path: Path, image: Published, ref_names: Sequence[str], staging: Staging, label: str) -> None:
     _no_symlink(path)
-    if path.exists():
-        if not path.is_dir() or (any(path.iterdir()) and not is_oci_layout(path)):
-            raise ExportError(f"{path} exists and is not an OCI image layout; refusing to write into it")
-        _fill_layout(path, image, ref_names)
+    if not path.exists():
+        temp = _temp_name(path)
+        temp.mkdir(mode=0o755)
+        try:
+            _fill_layout(temp, image, ref_names)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)  # our own new dir: rmtree does not follow symlinks
+            raise
+        staging.add(temp, path, label, directory=True)
         return
-    temp = _temp_name(path)
-    temp.mkdir(mode=0o755)
-    try:
-        _fill_layout(temp, image, ref_names)
-        os.rename(temp, path)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)  # our own new dir: rmtree does not follow symlinks
-        raise
+    if not path.is_dir() or (any(path.iterdir()) and not is_oci_layout(path)):
+        raise ExportError(f"{path} exists and is not an OCI image layout; refusing to write into it")
+    for directory in (path / "blobs", path / "blobs" / "sha256"):
+        _no_symlink(directory)
+        if directory.exists() and not directory.is_dir():
+            raise ExportError(f"{directory} is not a directory; refusing to write into {path}")
+    # beside the layout, so that the layout itself is untouched until the publish (inside it only when it is a
+    # mount point of its own: a rename cannot cross file systems)
+    scratch = path / f".mkimage-{os.urandom(4).hex()}.tmp" if os.path.ismount(path) else _temp_name(path)
+    scratch.mkdir(mode=0o700)
+    staging.add_scratch(scratch)
+    for digest, content in image.blobs():
+        target = path / _blob_path(digest)
+        if target.is_file() and not target.is_symlink():
+            continue  # content-addressed: already there
+        _stage_bytes(scratch / digest.partition(":")[2], target, lambda out, c=content: _copy_blob(c, out),
+                     staging, label)
+    if not is_oci_layout(path):
+        layout = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
+        _stage_bytes(scratch / LAYOUT_FILE, path / LAYOUT_FILE, lambda out: out.write(layout), staging, label)
+    index = canonical_json(_merged_index(path / "index.json", image, ref_names))
+    _stage_bytes(scratch / "index.json", path / "index.json", lambda out: out.write(index), staging, label)
+
+
+def _stage_bytes(staged: Path, target: Path, write: Callable[[IO[bytes]], object], staging: Staging,
+                 label: str) -> None:
+    with _new_file(staged) as out:
+        write(out)
+    staging.add(staged, target, label)
 
 
 def _fill_layout(root: Path, image: Published, ref_names: Sequence[str]) -> None:
@@ -704,7 +788,7 @@ def _write_or_fail(kind: str, path: Path, write: Callable[[], None]) -> None:
     try:
         write()
     except OSError as exc:
-        raise ExportError(f"cannot write the {kind} output {path}: {exc.strerror or exc}") from None
+        raise ExportError(f"cannot write the {kind} output {path}: {fullfs.reason(exc, path)}") from None
 
 
 # --------------------------------------------------------------------------------------------- --output
@@ -750,7 +834,8 @@ def _parent_problem(path: Path) -> str | None:
 def _archive_problem(path: Path) -> str | None:
     if path.is_dir() and not path.is_symlink():
         return f"{path} is a directory; give a file path for the archive"
-    return None
+    problem = replaceable_problem(path)
+    return f"{path} {problem}" if problem else None
 
 
 def _layout_problem(path: Path) -> str | None:

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import cache, export, gpgcheck, mounts, multiarch, provenance, publish, reproducible, rpmdb, sbom
+from . import cache, deliver, export, fullfs, gpgcheck, mounts, multiarch, provenance, reproducible, rpmdb, sbom
 from .arch import is_host
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
-from .errors import BadInput, ExportError, InstallError, Interrupted, SmokeTestError
+from .errors import (
+    BadInput, ExportError, InstallError, Interrupted, MkimageError, ProfileError, SmokeTestError, SmokeTimeout,
+)
 from .fsutil import MountPointError, host_path, remove_tree, resolve_in_root
 from .installer import HOST_VARS_DIRS
 from .installer.output import FAILURE_PATTERNS, failure_hints, scriptlet_failure
 from .installer.rpm import INSTALL_DBPATH, write_host_macros
 from .reference import fallback_tag, version_from_release
-from .replaced import previous_images, remove_unused, replaced_ids
 from .run import CommandResult, relevant_lines, run_captured, run_streaming
 from .ui import human_bytes
 
@@ -151,7 +152,9 @@ def install_failure(ctx: BuildContext, result: CommandResult) -> InstallError:
     if gpg is not None:
         return InstallError(gpg.message, details=[f"hint: {hint}" for hint in gpg.hints], log_path=ctx.log.path)
     lines = relevant_lines(result.tail, FAILURE_PATTERNS)
-    hints = failure_hints(result.tail, repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever)
+    hints = fullfs.rootfs_hints(failure_hints(result.tail,
+                                              repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever),
+                                ctx.result.rootfs_in_memory, ctx.workdir)
     return InstallError(f"{ctx.spec.package_manager.name} install failed with exit code {result.returncode}"
                         + (f": {hints[0]}" if hints else ""), details=lines, log_path=ctx.log.path)
 
@@ -207,14 +210,20 @@ def find_version(ctx: BuildContext) -> None:
 
 # ----------------------------------------------------------------------------------------- smoke, tag
 def smoke_test(ctx: BuildContext) -> None:
-    """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass."""
+    """`ENGINE run --rm IMAGE echo success` (no TTY), then the profile's smoke commands; all must pass, each within
+    the profile's smoke.timeout."""
     assert ctx.image_id is not None
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
     platform = None if is_host(ctx.spec.arch) else ctx.spec.arch.engine_platform
+    timeout = ctx.profile.smoke_timeout
     for command in commands:
         argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command, platform)
         ctx.result.smoke_commands.append(list(command))
-        result = run_captured(argv, log=ctx.log, timeout=600)
+        result = run_captured(argv, log=ctx.log, timeout=timeout)
+        if result.timed_out:
+            raise SmokeTimeout(f"smoke test {' '.join(command)!r} timed out after {timeout:g}s (smoke.timeout in "
+                               f"the profile); {ctx.spec.name} was not tagged", details=result.tail[-5:],
+                               log_path=ctx.log.path)
         output = result.stdout.strip()
         expected_output = tuple(command) != SMOKE_DEFAULT or output == SMOKE_EXPECTED
         if not result.ok or not expected_output:
@@ -223,42 +232,6 @@ def smoke_test(ctx: BuildContext) -> None:
                                  f"{ctx.spec.name} was not tagged", details=said, log_path=ctx.log.path)
         ctx.ui.info(f"smoke test passed: {' '.join(command)}")
     ctx.result.smoke_tested = True
-
-
-def tag_image(ctx: BuildContext) -> None:
-    """NAME:TAG and every --extra-tag (and NAME:TAG-ARCH for each architecture of several), only now; then the
-    images they pointed to before go when nothing else uses them (unless --keep-replaced)."""
-    assert ctx.image_id is not None
-    engine = ctx.engine
-    wanted = multiarch.engine_tags(ctx)
-    previous = previous_images(engine, [reference for reference, _ in wanted], ctx.log)
-    for reference, built in wanted:
-        assert built.image_id is not None
-        result = run_captured(engine.tag_argv(built.image_id, reference), log=ctx.log, timeout=60)
-        if not result.ok:
-            raise ExportError(f"{engine.name} tag {reference} failed", details=result.tail[-5:],
-                              log_path=ctx.log.path)
-        ctx.tagged = built.tagged = True
-        ctx.result.tags.append(reference)
-        ctx.ui.info(f"tagged {reference}")
-    ctx.result.image_size = engine.image_size(ctx.image_id, ctx.log)
-    replaced = replaced_ids(previous, {built.image_id for _, built in wanted if built.image_id})
-    if ctx.spec.keep_replaced:
-        ctx.result.replaced_images_kept = [{"image_id": old, "reason": "--keep-replaced"} for old in replaced]
-        return
-    remove_replaced_images(ctx, replaced)
-
-
-def remove_replaced_images(ctx: BuildContext, replaced: list[str]) -> None:
-    outcome = remove_unused(ctx.engine, replaced, ctx.log)
-    ctx.result.replaced_images_removed = outcome.removed
-    ctx.result.replaced_images_kept = [{"image_id": old, "reason": reason} for old, reason in outcome.kept]
-    for image_id in outcome.removed:
-        ctx.ui.info(f"removed the replaced image {image_id[:19]}")
-    for image_id, reason in outcome.kept:
-        ctx.ui.detail(f"kept the replaced image {image_id[:19]}: {reason}")
-    for surprise in outcome.surprises:
-        ctx.ui.warn(surprise)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -281,44 +254,53 @@ STAGES: tuple[Stage, ...] = (
     Stage("sbom", "Writing the SBOM", sbom.stage, lambda ctx: bool(ctx.spec.sboms)),
     Stage("agree", "Checking the architectures' images agree", multiarch.agree,
           lambda ctx: ctx.spec.multi_arch and not ctx.spec.rootfs_only, once=True),
-    Stage("outputs", "Writing the outputs", export.write_outputs,
+    Stage("outputs", "Writing the outputs aside", export.write_outputs,
           lambda ctx: bool(ctx.spec.outputs) or ctx.spec.push, once=True),
-    Stage("tag", "Tagging", tag_image, lambda ctx: ctx.spec.uses_engine, once=True),
-    Stage("push", "Pushing to the registry", publish.push_stage, lambda ctx: ctx.spec.push, once=True),
+    # delivery, in this order (deliver.py): nothing moves before every product is ready; a failure puts it back
+    Stage("publish", "Moving the outputs into place", deliver.publish_files, deliver.has_files, once=True),
+    Stage("tag", "Tagging", deliver.tag, lambda ctx: ctx.spec.uses_engine, once=True),
+    Stage("push", "Pushing to the registry", deliver.push, lambda ctx: ctx.spec.push, once=True),
+    Stage("finish", "Removing what this build replaced", deliver.finish, deliver.delivers, once=True),
 )
 
 
 # ------------------------------------------------------------------------------------------ cleanup
 def cleanup(ctx: BuildContext) -> None:
-    """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs)."""
+    """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs); put back what
+    a build that did not get through delivery moved.  Every step runs, whatever the one before it did."""
     problems: list[str] = []
-    cache.detach(ctx)
-    if ctx.spec.uses_engine:
-        remove_container_if_left(ctx)
-        if not ctx.tagged:
-            remove_untagged_images(ctx, problems)
-    if ctx.workdir is not None:
-        if ctx.spec.keep_rootfs or (ctx.spec.rootfs_only and ctx.completed):
-            ctx.result.rootfs_kept = True
-        else:
-            remove_workdir(ctx, problems)
+    for step in cleanup_steps(ctx):
+        try:
+            step(ctx, problems)
+        except Exception as err:  # noqa: BLE001 - a cleanup step that fails must not stop the next
+            problems.append(f"cleanup: {getattr(err, 'message', None) or err!r}")
     for problem in problems:
         ctx.ui.warn(problem)
 
 
-def remove_container_if_left(ctx: BuildContext) -> None:
+def detach_cache(ctx: BuildContext, problems: list[str]) -> None:
+    cache.detach(ctx)
+
+
+def put_back_undelivered(ctx: BuildContext, problems: list[str]) -> None:
+    problems.extend(deliver.abandon(ctx))
+
+
+def remove_container_if_left(ctx: BuildContext, problems: list[str]) -> None:
     """`run --rm` removes its container, but not when the client was killed in the middle."""
-    if ctx.result.smoke_commands:
+    if ctx.spec.uses_engine and ctx.result.smoke_commands:
         ctx.engine.remove_container(ctx.smoke_container)
 
 
 def remove_untagged_images(ctx: BuildContext, problems: list[str]) -> None:
     """The image of a failed build is removed, by id and by this build's label (an import that was
     interrupted after the engine had the stream gives no id)."""
+    if not ctx.spec.uses_engine or ctx.tagged:
+        return
     engine, label = ctx.engine, (BUILD_ID_LABEL, ctx.build_id)
     leftovers = set(engine.images_with_label(label, ctx.log))
-    if ctx.image_id:
-        leftovers.add(ctx.image_id)
+    if ctx.image_id and not engine.image_tags(ctx.image_id, ctx.log):  # a reproducible build's image id may be
+        leftovers.add(ctx.image_id)                                       # one a tag already points to: keep it
     if not leftovers:
         return
     result = run_captured(engine.rmi_argv(sorted(leftovers)), log=ctx.log, timeout=120)
@@ -330,6 +312,15 @@ def remove_untagged_images(ctx: BuildContext, problems: list[str]) -> None:
     if remaining:
         problems.append(f"could not remove this build's untagged image(s) {', '.join(sorted(remaining))}: "
                         f"{' '.join(result.tail[-2:])}")
+
+
+def remove_or_keep_workdir(ctx: BuildContext, problems: list[str]) -> None:
+    if ctx.workdir is None:
+        return
+    if ctx.spec.keep_rootfs or (ctx.spec.rootfs_only and ctx.completed):
+        ctx.result.rootfs_kept = True
+    else:
+        remove_workdir(ctx, problems)
 
 
 def remove_workdir(ctx: BuildContext, problems: list[str]) -> None:
@@ -371,16 +362,63 @@ class SignalGuard:
 
 
 CLEANUP = Stage("cleanup", "Cleaning up", cleanup)
+CLEANUP_STEPS: tuple[Callable[[BuildContext, list[str]], None], ...] = (
+    detach_cache, put_back_undelivered, remove_container_if_left, remove_untagged_images, remove_or_keep_workdir,
+)
+
+
+def cleanup_steps(ctx: BuildContext) -> tuple[Callable[[BuildContext, list[str]], None], ...]:
+    """A multi-architecture build puts back its delivery once, as a whole, before each architecture's own
+    cleanup (its cache, container, untagged image, rootfs)."""
+    if ctx.arch_contexts:
+        return (put_back_undelivered,)
+    if ctx.whole is not None:
+        return tuple(step for step in CLEANUP_STEPS if step is not put_back_undelivered)
+    return CLEANUP_STEPS
 
 
 def run_stage(ctx: BuildContext, stage: Stage) -> None:
-    """Run one stage under its heading; its time is recorded whether it succeeds or not."""
+    """Run one stage under its heading; its time is recorded whether it succeeds or not.  A full file system is
+    named in the stage's own error; a log that could not be written fails the build once the stage is done."""
     started = time.monotonic()
     try:
         with ctx.ui.stage(stage.name, stage.title):
-            stage.run(ctx)
+            try:
+                stage.run(ctx)
+            except OSError as err:
+                if not fullfs.is_full(err):
+                    raise
+                raise full_disk_error(ctx, stage, err) from None
+            except MkimageError as err:
+                if ctx.log.error is not None and stage is not CLEANUP:
+                    err.details.append(log_error(ctx).message)
+                raise
+            if ctx.log.error is not None and stage is not CLEANUP:
+                raise log_error(ctx)
     finally:
         ctx.result.stages[stage.name] = time.monotonic() - started
+
+
+# A full file system in one of these stages fails the build as the stage's own failure would; elsewhere exit 5.
+FULL_DISK_ERRORS: dict[str, type[MkimageError]] = {
+    **{name: InstallError for name in ("rootfs", "devices", "yumvars", "inputs", "install", "clean", "rpmdb",
+                                       "scrub", "version")},
+    "profile": ProfileError,
+}
+
+
+def full_disk_error(ctx: BuildContext, stage: Stage, err: OSError) -> MkimageError:
+    path = err.filename or ctx.workdir or ctx.spec.tmpdir
+    error = FULL_DISK_ERRORS.get(stage.name, ExportError)
+    return error(f"{stage.title[0].lower()}{stage.title[1:]} failed: {fullfs.reason(err, path)}",
+                 details=[log_error(ctx).message] if ctx.log.error else [], log_path=ctx.log.path)
+
+
+def log_error(ctx: BuildContext) -> ExportError:
+    """The log could not be written (the rest of it is lost)."""
+    assert ctx.log.error is not None
+    return ExportError(f"cannot write the log {ctx.log.path}: {fullfs.reason(ctx.log.error, ctx.log.path)}; "
+                       "the log is incomplete")
 
 
 BUILD_UMASK = 0o022
@@ -408,7 +446,7 @@ def build(ctx: BuildContext) -> None:
                 each.completed = ctx.completed = True
         finally:
             guard.shielded = True
-            for each in ctx.per_arch:
+            for each in [ctx, *ctx.arch_contexts]:
                 run_stage(each, CLEANUP)
         if guard.received is not None:
             raise Interrupted(guard.received)

@@ -25,6 +25,7 @@ from .profile import Profile
 from .reference import name_problem, split_reference, tag_problem
 from .run import run_captured
 from .sbom import SbomRequest
+from .staging import replaceable_problem
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def dir_problem(path: Path, what: str) -> str | None:
     except OSError as err:
         return f"{what} {path} cannot be accessed: {err.strerror}"
     if not is_dir:
-        return f"{what} {path} is not a directory"
+        return f"{what} {path} {'is not a directory' if os.path.lexists(path) else 'does not exist'}"
     if not os.access(path, os.W_OK | os.X_OK):
         return f"{what} {path} is not writable"
     return None
@@ -103,10 +104,13 @@ def creatable_dir_problem(path: Path, what: str) -> str | None:
 
 
 def output_file_problem(path: Path | None, what: str) -> str | None:
+    """A file mkimage writes: a missing path or a regular file (never a device, FIFO or symlink) in a writable
+    directory."""
     if path is None:
         return None
-    if os.path.isdir(path):
-        return f"{what} {path} is a directory"
+    not_a_file = replaceable_problem(path)
+    if not_a_file:
+        return f"{what} {path} {not_a_file}"
     return dir_problem(path.parent if str(path.parent) else Path("."), f"{what}'s directory")
 
 

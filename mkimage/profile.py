@@ -19,6 +19,11 @@ else:  # pragma: no cover - exercised on EL hosts with older Pythons
     import tomli as tomllib
 
 DEFAULT_PROFILE = "minimal"
+CHROOT_TIMEOUT = 600
+"""Seconds a profile chroot command may run (chroot.timeout overrides)."""
+SMOKE_TIMEOUT = 300
+"""Seconds a smoke command may run (smoke.timeout overrides)."""
+TIMEOUT_MAX = 86400
 NO_PROFILE = "none"
 WORLD_WRITABLE_ACTIONS = ("ignore", "fix", "fail")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -116,6 +121,13 @@ def _argv(value: Any, where: str, problems: list) -> Any:
         problems.append(f"{where}: a command needs at least the program")
         return None
     return checked
+
+
+def _seconds(value: Any, where: str, problems: list) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= TIMEOUT_MAX:
+        problems.append(f"{where}: expected a number of seconds above 0, at most {TIMEOUT_MAX}, got {value!r}")
+        return None
+    return value
 
 
 def _mode(value: Any, where: str, problems: list) -> Any:
@@ -233,7 +245,7 @@ SCHEMA: dict[str, Any] = {
         "write": _list_of(_table(WRITE_SCHEMA, required=("path", "content"))),
         "set": _list_of(_table(SET_SCHEMA, required=("path",))),
     },
-    "chroot": {"commands": _list_of(_argv), "network": _bool},
+    "chroot": {"commands": _list_of(_argv), "network": _bool, "timeout": _seconds},
     "hardening": {
         "strip_setuid": _bool,
         "setuid_allow": _list_of(_image_path(False)),
@@ -253,7 +265,7 @@ SCHEMA: dict[str, Any] = {
         "workdir": _image_path(False),
         "expose": _list_of(_port),
     },
-    "smoke": {"commands": _list_of(_argv)},
+    "smoke": {"commands": _list_of(_argv), "timeout": _seconds},
 }
 
 
@@ -310,7 +322,8 @@ class _Loader:
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
         if not path.is_file():
-            self.problems.append(f"{where}: profile file {str(path)!r} not found")
+            found = "not found" if not path.exists() else "is not a regular file"
+            self.problems.append(f"{where}: profile file {str(path)!r} {found}")
             return None
         return path.resolve()
 
@@ -407,9 +420,13 @@ class Profile:
     commands: tuple[tuple[str, ...], ...] = ()
     chroot_network: bool = False
     """[chroot] network = true: the chroot commands share the host's network (default: none)."""
+    chroot_timeout: float = CHROOT_TIMEOUT
+    """[chroot] timeout: seconds each chroot command may run before it is stopped and the build fails."""
     hardening: Hardening = Hardening()
     image: ImageSettings = ImageSettings()
     smoke: tuple[tuple[str, ...], ...] = ()
+    smoke_timeout: float = SMOKE_TIMEOUT
+    """[smoke] timeout: seconds each smoke command (the default echo too) may run."""
 
     @property
     def hardens(self) -> bool:
@@ -444,6 +461,7 @@ def profile_from_data(data: Mapping[str, Any], applied: Sequence[str]) -> Profil
                   for s in files.get("set", ())),
         commands=tuple(tuple(argv) for argv in data.get("chroot", {}).get("commands", ())),
         chroot_network=data.get("chroot", {}).get("network", False),
+        chroot_timeout=data.get("chroot", {}).get("timeout", CHROOT_TIMEOUT),
         hardening=Hardening(
             strip_setuid=hardening.get("strip_setuid", False),
             setuid_allow=tuple(hardening.get("setuid_allow", ())),
@@ -464,6 +482,7 @@ def profile_from_data(data: Mapping[str, Any], applied: Sequence[str]) -> Profil
             expose=tuple(image.get("expose", ())),
         ),
         smoke=tuple(tuple(argv) for argv in data.get("smoke", {}).get("commands", ())),
+        smoke_timeout=data.get("smoke", {}).get("timeout", SMOKE_TIMEOUT),
     )
 
 

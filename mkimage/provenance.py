@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from . import __version__, cache, publish
+from . import __version__, cache, fullfs, publish
 from .context import BuildContext
 from .oci import rfc3339
 from .errors import BadInput, InstallError, Unchanged
@@ -79,7 +79,9 @@ def fetch_metadata(ctx: BuildContext, repo_ids: set[str]) -> dict[str, str]:
     result = run_streaming(ctx.contained(pm.makecache_argv(ctx.install_request())), log=ctx.log,
                            on_line=ctx.ui.tool_output, env=ctx.contained_env(ctx.tool_env))
     if not result.ok:
-        hints = failure_hints(result.tail, repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever)
+        hints = fullfs.rootfs_hints(failure_hints(result.tail,
+                                                  repos_use_releasever=ctx.spec.config_answer.uses_unset_releasever),
+                                    ctx.result.rootfs_in_memory, ctx.workdir)
         raise InstallError(f"{pm.name} makecache failed with exit code {result.returncode}"
                            + (f": {hints[0]}" if hints else ""), details=relevant_lines(result.tail, FAILURE_PATTERNS),
                            log_path=ctx.log.path)

@@ -184,15 +184,16 @@ def push_reference_problem(reference: str) -> str | None:
 
 
 def authfile_problem(path: Path, what: str = "--authfile") -> str | None:
+    if path.exists() and not path.is_file():  # a FIFO would block the read
+        return f"{what} {path} is not a regular file (an auth.json or docker config.json is expected)"
     try:
         text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
     except FileNotFoundError:
         return f"{what} {path} does not exist: log in with `skopeo login HOST --authfile {path}`"
     except OSError as err:
         return f"{what} {path} cannot be read: {err.strerror}"
-    try:
-        document = json.loads(text)
-    except ValueError:
+    except ValueError:  # not UTF-8 (UnicodeDecodeError), or not JSON
         return f"{what} {path} is not JSON (an auth.json or docker config.json is expected)"
     if not isinstance(document, dict):
         return f"{what} {path} is not an auth.json (expected a JSON object with \"auths\")"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import capped
+from .staging import ReservedFile
 from .ui import human_bytes
 
 REPORT_FORMAT = 1
@@ -111,6 +112,10 @@ class BuildResult:
     """The image mkimage wrote itself: image_id (config digest), manifest_digest, layer."""
     pushed: list[str] = field(default_factory=list)
     """NAME:TAG@sha256:... for every tag pushed."""
+    published: bool = False
+    """Everything asked for is in place (outputs, SBOMs, tags, pushed tags); false when anything was put back."""
+    not_published: list[str] = field(default_factory=list)
+    """What was asked for and is not in place: 'output FORMAT:PATH', 'sbom PATH', 'tag NAME:TAG', 'push NAME:TAG'."""
     smoke_tested: bool = False
     arch: str | None = None
     """The architecture this result is of (rpm's name); None for a multi-architecture build's whole result."""
@@ -207,10 +212,14 @@ class BuildResult:
                     package_count=len(self.packages), total_seconds=round(sum(self.stages.values()), 3))
         data["stages"] = {name: round(seconds, 3) for name, seconds in self.stages.items()}
         data["architectures"] = {arch: result.to_json() for arch, result in self.architectures.items()}
+        if self.error is not None:
+            data["error"] = capped(self.error)
         return data
 
-    def write_report(self, path: Path) -> None:
-        """Written atomically: a pipeline never reads half a report."""
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+    def report_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8")
+
+    def write_report(self, path: Path, reserved: ReservedFile | None = None) -> None:
+        """Written atomically (a pipeline never reads half a report), into the space reserved for it when there
+        is a reservation; never over anything but a regular file."""
+        (reserved or ReservedFile(path)).write(self.report_bytes())

@@ -30,6 +30,8 @@ PASSTHROUGH_ENV = (
 CONFIG_VARIABLE_PREFIXES = ("DNF_VAR_", *(f"DNF{digit}" for digit in range(10)), *(f"YUM{digit}" for digit in range(10)))
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 200
+TAIL_LINE_MAX = 8192
+"""Characters of one output line kept for error messages (the log keeps every byte)."""
 KILL_GRACE_SECONDS = 2.0
 
 
@@ -45,34 +47,65 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 class BuildLog:
     """The full output of every command of one build, in a file outside the rootfs (the architectures of a
-    multi-architecture build write to it side by side)."""
+    multi-architecture build write to it side by side, one write at a time).
+
+    Writing it never raises: a log on a full file system must not abort the build half-way, nor its cleanup.  The
+    first failure is kept in ``error`` (the pipeline turns it into the build's error at the end of the stage) and
+    nothing more is written after it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
-        self._lock = threading.Lock()
+        self.error: OSError | None = None
+        self._devnull: int | None = None
+        self._file: IO[str] | None = None
+        self._lock = threading.RLock()
+        try:
+            self._file = open(path, "a", encoding="utf-8", errors="replace")
+        except OSError as err:
+            self.error = err
+
+    def _guarded(self, action: Callable[[IO[str]], None]) -> None:
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                action(self._file)
+            except OSError as err:
+                self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        self.error = self.error or err
+        file, self._file = self._file, None
+        try:
+            if file is not None:
+                file.close()  # the buffered text is lost with the file system's space; the descriptor is closed
+        except OSError:
+            pass
 
     def write(self, text: str) -> None:
-        with self._lock:
-            self._file.write(text)
+        self._guarded(lambda file: file.write(text))
 
     def command(self, argv: Sequence[str]) -> None:
-        with self._lock:
-            self._file.write(f"+ {shlex.join(argv)}\n")
-            self._file.flush()
+        self._guarded(lambda file: (file.write(f"+ {shlex.join(argv)}\n"), file.flush()))
 
     def fileno(self) -> int:
-        with self._lock:
-            self._file.flush()
-        return self._file.fileno()
+        """A descriptor for a child's stderr: the log's, or /dev/null once the log failed."""
+        self.flush()
+        if self._file is not None:
+            return self._file.fileno()
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        return self._devnull
 
     def flush(self) -> None:
-        with self._lock:
-            self._file.flush()
+        self._guarded(lambda file: file.flush())
 
     def close(self) -> None:
-        with self._lock:
-            self._file.close()
+        self._guarded(lambda file: file.close())
+        self._file = None
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
 
 
 @dataclass
@@ -82,10 +115,12 @@ class CommandResult:
     tail: list[str] = field(default_factory=list)
     """The last lines of stdout and stderr together."""
     stdout: str = ""
+    timed_out: bool = False
+    """The command ran out of time and was stopped (returncode is then -1 or the signal's)."""
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0
+        return self.returncode == 0 and not self.timed_out
 
 
 def command_name(argv: Sequence[str]) -> str:
@@ -174,23 +209,32 @@ def _kill_group_quietly(proc: subprocess.Popen) -> None:
         pass
 
 
+def tail_line(text: str) -> str:
+    """A line as kept for error messages: at most TAIL_LINE_MAX characters."""
+    return text if len(text) <= TAIL_LINE_MAX else text[:TAIL_LINE_MAX] + " ..."
+
+
 def run_streaming(
     argv: Sequence[str],
     *,
     log: BuildLog,
     on_line: Callable[[str], None] | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> CommandResult:
-    """Run a long command, its combined output going line by line to the log (and to on_line)."""
+    """Run a long command, its combined output going line by line to the log (and to on_line).  After timeout
+    seconds its process group is stopped (SIGTERM, then SIGKILL) and the result says timed_out."""
     log.command(argv)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     proc = spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                  bufsize=1)
+    expired = threading.Event()
+    timer = _deadline(proc, timeout, expired)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            text = line.rstrip("\n")
+            text = tail_line(line.rstrip("\n"))
             tail.append(text)
             if on_line is not None:
                 on_line(text)
@@ -199,11 +243,28 @@ def run_streaming(
         stop_process_group(proc)
         raise
     finally:
+        if timer is not None:
+            timer.cancel()
         if proc.stdout is not None:
             proc.stdout.close()
-    log.write(f"[exit {returncode}]\n")
+    log.write(f"[exit {returncode}{', timed out' if expired.is_set() else ''}]\n")
     log.flush()
-    return CommandResult(list(argv), returncode, list(tail))
+    return CommandResult(list(argv), returncode, list(tail), timed_out=expired.is_set())
+
+
+def _deadline(proc: subprocess.Popen, timeout: float | None, expired: threading.Event) -> threading.Timer | None:
+    """A timer that stops proc's process group after timeout seconds (and sets expired); None without one."""
+    if timeout is None:
+        return None
+
+    def expire() -> None:
+        expired.set()
+        stop_process_group(proc)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def run_captured(
@@ -221,14 +282,18 @@ def run_captured(
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stop_process_group(proc)
-        proc.communicate()
-        return CommandResult(list(argv), -1, [f"{command_name(argv)} timed out after {timeout:g}s"])
+        stdout, stderr = proc.communicate()
+        if log is not None:
+            log.write(stdout + stderr + f"[timed out after {timeout:g}s]\n")
+        said = [tail_line(line) for line in (stderr.splitlines() + stdout.splitlines())[-TAIL_LINES + 1:]]
+        return CommandResult(list(argv), -1, [*said, f"{command_name(argv)} timed out after {timeout:g}s"], stdout,
+                             timed_out=True)
     except BaseException:
         stop_process_group(proc)
         raise
     if log is not None:
         log.write(stdout + stderr + f"[exit {proc.returncode}]\n")
-    tail = (stderr.splitlines() + stdout.splitlines())[-TAIL_LINES:]
+    tail = [tail_line(line) for line in (stderr.splitlines() + stdout.splitlines())[-TAIL_LINES:]]
     return CommandResult(list(argv), proc.returncode, tail, stdout)
 
 

@@ -18,17 +18,17 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import __version__
+from . import __version__, fullfs
 from .errors import ExportError
 from .oci import rfc3339
 from .fsutil import ConfinementError, host_path, resolve_in_root
 from .run import CommandResult, run_captured
+from .staging import Staging, StagingError, create_exclusive, temp_name
 
 if TYPE_CHECKING:
     from .context import BuildContext
@@ -646,24 +646,40 @@ def _cdx_licenses(rpm_license: str | None) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ output
-def write_sbom(path: Path, document: Mapping[str, Any]) -> None:
-    """Write the document atomically (a reader never sees half of it), 2-space JSON, trailing newline."""
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+def sbom_bytes(document: Mapping[str, Any]) -> bytes:
+    """2-space JSON, trailing newline."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def stage_sbom(path: Path, document: Mapping[str, Any], staging: Staging, label: str | None = None) -> None:
+    """Write the document under a temp name beside path; staging.publish() moves it into place."""
+    data = sbom_bytes(document)
+    temporary = temp_name(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd = create_exclusive(temporary)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        temporary.unlink(missing_ok=True)
         raise
+    staging.add(temporary, path, label or f"sbom {path}")
+
+
+def write_sbom(path: Path, document: Mapping[str, Any]) -> None:
+    """Write the document atomically (a reader never sees half of it)."""
+    staging = Staging()
+    try:
+        stage_sbom(path, document, staging)
+        staging.publish()
+    except StagingError as err:
+        staging.discard()
+        raise err.error from None
+    except BaseException:
+        staging.discard()
+        raise
+    staging.commit()
 
 
 SBOM_FORMATS = {"spdx": spdx_document, "cyclonedx": cyclonedx_document}
@@ -705,24 +721,28 @@ def query_image(rpm_prefix: Sequence[str], run: Callable[[list[str]], CommandRes
         raise ExportError(f"cannot read the image's packages for the SBOM: {err}") from None
 
 
-def write_requested(requests: Sequence[SbomRequest], packages: Sequence[RpmPackage], subject: ImageSubject,
-                    os_release: Mapping[str, str]) -> list[str]:
-    """Write every requested document; returns the paths written."""
-    written = []
+def stage_requested(requests: Sequence[SbomRequest], packages: Sequence[RpmPackage], subject: ImageSubject,
+                    os_release: Mapping[str, str], staging: Staging) -> None:
+    """Write every requested document under a temp name beside its path (moved into place with the outputs)."""
     for request in requests:
         try:
-            write_sbom(request.path, sbom_document(request.format, packages, subject, os_release))
+            stage_sbom(request.path, sbom_document(request.format, packages, subject, os_release), staging,
+                       sbom_label(request))
         except OSError as err:
-            raise ExportError(f"cannot write the SBOM {request.path}: {err.strerror}") from None
-        written.append(str(request.path))
-    return written
+            raise ExportError(f"cannot write the SBOM {request.path}: {fullfs.reason(err, request.path)}") from None
+
+
+def sbom_label(request: SbomRequest) -> str:
+    """How the report names it: 'sbom /srv/x.spdx.json'."""
+    return f"sbom {request.path}"
 
 
 def stage(ctx: BuildContext) -> None:
-    """The packages of the final image's database, described as SPDX or CycloneDX documents."""
+    """The packages of the final image's database, described as SPDX or CycloneDX documents, written aside: they
+    move into place with the outputs, once everything else is ready."""
     prefix = ["rpm", "--root", str(ctx.rootfs), "--dbpath", ctx.result.rpmdb.path or "/var/lib/rpm"]
     packages = query_image(prefix, lambda argv: run_captured(argv, log=ctx.log, env=ctx.tool_env, timeout=300))
     subject = ImageSubject(ctx.spec.name, ctx.result.tag, ctx.result.image_id, ctx.result.created)
-    ctx.result.sboms = write_requested(ctx.spec.sboms, packages, subject, read_os_release(ctx.rootfs))
-    for path in ctx.result.sboms:
-        ctx.ui.info(f"SBOM written: {path}")
+    stage_requested(ctx.spec.sboms, packages, subject, read_os_release(ctx.rootfs), ctx.delivery.staging)
+    for request in ctx.spec.sboms:
+        ctx.ui.info(f"SBOM written aside for {request.path}")

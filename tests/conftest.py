@@ -169,8 +169,14 @@ def remove_images_of_builds(build_ids: Sequence[str | None]) -> None:
             subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)
 
 
+def repository_of(name: str) -> str:
+    """NAME[:TAG] -> NAME, where NAME may hold a registry's port (127.0.0.1:5000/base:9 -> 127.0.0.1:5000/base)."""
+    repository, _, tag = name.rpartition(":")
+    return repository if repository and "/" not in tag else name
+
+
 def remove_image_refs(name: str) -> None:
-    refs = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name.split(":")[0]],
+    refs = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository_of(name)],
                           capture_output=True, text=True).stdout.split()
     if refs:
         subprocess.run(["docker", "image", "rm", "--force", *refs], capture_output=True)
@@ -193,6 +199,19 @@ def image_config(reference: str) -> dict:
 def run_in_image(reference: str, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "run", "--rm", "--network", "none", reference, *command],
                           capture_output=True, text=True, timeout=120)
+
+
+def image_rpm_qa(reference: str, scratch: Path, dbpath: str = "/var/lib/rpm") -> list[str]:
+    """The packages the image's rpm database at dbpath lists (NAME-VERSION-RELEASE.ARCH, sorted), read with this
+    host's rpm from a copy taken out of the image: the image needs no rpm of its own."""
+    container = docker_out("create", reference).strip()
+    try:
+        subprocess.run(["docker", "cp", f"{container}:{dbpath}", str(scratch)], check=True, capture_output=True)
+    finally:
+        docker_out("rm", container)
+    query = ["rpm", "--dbpath", str(scratch), "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"]
+    listed = subprocess.run(query, check=True, capture_output=True, text=True)
+    return sorted(listed.stdout.split())
 
 
 @dataclass

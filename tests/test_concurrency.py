@@ -3,12 +3,9 @@ concurrent builds, with the repository served over HTTP on loopback."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -16,42 +13,21 @@ from typing import Iterator
 import pytest
 
 from conftest import ROOT, Builder, Repo, image_id
+from httpserver import serving
 
 pytestmark = pytest.mark.integration
-
-
-class CountingHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the repository and counts the requests for each path."""
-
-    requests: Counter[str]
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.requests[self.path] += 1
-        super().do_GET()
 
 
 @pytest.fixture
 def http_repo(repo: Repo, tmp_path: Path) -> Iterator[tuple[Path, Counter[str]]]:
     """The test repository over HTTP on 127.0.0.1 (a free port), and a config that uses only it."""
-    requests: Counter[str] = Counter()
-    handler_class = type("Handler", (CountingHandler,), {"requests": requests})
-    handler = functools.partial(handler_class, directory=str(repo.root / "repo"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     repos_d = tmp_path / "repos.d"
     repos_d.mkdir()
     config = tmp_path / "http.conf"
-    config.write_text(f"[main]\ngpgcheck=0\nreposdir={repos_d}\n\n[mkimage-http]\nname=over http\n"
-                      f"baseurl=http://127.0.0.1:{server.server_address[1]}/\nenabled=1\nmetadata_expire=never\n")
-    try:
-        yield config, requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(repo.root / "repo") as served:
+        config.write_text(f"[main]\ngpgcheck=0\nreposdir={repos_d}\n\n[mkimage-http]\nname=over http\n"
+                          f"baseurl={served.url}/\nenabled=1\nmetadata_expire=never\n")
+        yield config, served.requests
 
 
 def start(build: Builder, config: Path, cache: Path, report: Path, name: str) -> subprocess.Popen:

@@ -15,7 +15,9 @@ import pytest
 from conftest import Builder, Repo, require
 from mkimage import gpgcheck
 from mkimage.gpgcheck import BAD, NO_KEY, NOT_SIGNED, WRONG_KEY, GpgFailure
-from mkimage.installer.config import ConfigAnswer, Repo
+from mkimage.installer.config import ConfigAnswer
+from mkimage.installer.config import Repo as RepoAnswer
+from signing import SIGNING_TOOLS, copy_packages, export_key, gnupg_home, index, make_key, sign
 
 UNSIGNED = "demo-hello-1.0-1.noarch.rpm"
 OTHER_KEY = "demo-extra-1.0-1.noarch.rpm"
@@ -47,24 +49,6 @@ class SignedRepo:
         return path
 
 
-def run_tool(*argv: str, env: dict[str, str]) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL).stdout
-
-
-def make_key(gnupg: dict[str, str], name: str) -> str:
-    """An RSA signing key without passphrase; its short id (what rpm and dnf print)."""
-    run_tool("gpg", "--batch", "--passphrase", "", "--quick-gen-key", f"{name} <{name}@mkimage.invalid>",
-             "rsa2048", "sign", "never", env=gnupg)
-    listing = run_tool("gpg", "--batch", "--with-colons", "--list-keys", name, env=gnupg)
-    return next(line.split(":")[4] for line in listing.splitlines() if line.startswith("pub:"))[-8:].lower()
-
-
-def sign(gnupg: dict[str, str], key: str, rpms: list[Path]) -> None:
-    # Debian's rpm names /usr/bin/gpg2 as %__gpg, which Debian does not ship: give it the gpg on PATH.
-    run_tool("rpmsign", "--addsign", "--define", f"__gpg {shutil.which('gpg')}", "--define",
-             f"_gpg_path {gnupg['GNUPGHOME']}", "--define", f"_gpg_name {key}", *map(str, rpms), env=gnupg)
-
-
 def tamper(rpm: Path) -> None:
     """Flip a byte of the payload after signing (before createrepo, so the repository's checksum matches)."""
     data = bytearray(rpm.read_bytes())
@@ -76,22 +60,19 @@ def tamper(rpm: Path) -> None:
 def signed_repo(repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> SignedRepo:
     """A copy of the test repository: everything signed with key A, except UNSIGNED (not signed), OTHER_KEY
     (signed with key B) and TAMPERED (signed with A, then altered); the config has gpgcheck=1, gpgkey=A."""
-    missing = [tool for tool in ("gpg", "rpmsign", "rpmkeys") if shutil.which(tool) is None]
+    missing = [tool for tool in SIGNING_TOOLS if shutil.which(tool) is None]
     require(not missing, f"missing tools: {', '.join(missing)}")
     root = tmp_path_factory.mktemp("signed-repo")
-    gnupg = {**os.environ, "GNUPGHOME": str(root / "gnupg"), "LC_ALL": "C"}
-    (root / "gnupg").mkdir(mode=0o700)
+    gnupg = gnupg_home(root / "gnupg")
     key_id, other_key_id = make_key(gnupg, "mkimage-key-a"), make_key(gnupg, "mkimage-key-b")
-    shutil.copytree(repo.root / "repo", root / "repo", ignore=shutil.ignore_patterns("repodata"))
+    rpms = copy_packages(repo.root, root / "repo")
     shutil.copy(repo.root / "comps.xml", root / "comps.xml")
     (root / "yum.repos.d").mkdir()
-    rpms = sorted((root / "repo").glob("*.rpm"))
     sign(gnupg, "mkimage-key-a", [rpm for rpm in rpms if rpm.name not in (UNSIGNED, OTHER_KEY)])
     sign(gnupg, "mkimage-key-b", [root / "repo" / OTHER_KEY])
     tamper(root / "repo" / TAMPERED)
-    (root / "KEY-A.asc").write_text(run_tool("gpg", "--batch", "--armor", "--export", "mkimage-key-a", env=gnupg))
-    run_tool("createrepo_c", "--quiet", "--no-database", "--groupfile", str(root / "comps.xml"), str(root / "repo"),
-             env=gnupg)
+    export_key(gnupg, "mkimage-key-a", root / "KEY-A.asc")
+    index(root / "repo", root / "comps.xml", gnupg)
     config = repo.config.read_text().replace(str(repo.root), str(root)).replace("gpgcheck=0", "gpgcheck=1")
     (root / "yum.conf").write_text(config + f"gpgkey={(root / 'KEY-A.asc').as_uri()}\n")
     return SignedRepo(root, key_id, other_key_id)
@@ -318,7 +299,7 @@ def test_inspect_asks_rpmkeys_only_about_signed_packages(tmp_path: Path) -> None
 def test_other_failures_are_not_gpg_failures(tmp_path: Path) -> None:
     answer = ConfigAnswer(config=tmp_path / "yum.conf", package_manager="dnf", releasever="9", basearch="x86_64",
                           cachedir="/var/cache/dnf",
-                          repos=(Repo("r", True, baseurl=("file:///nonexistent",), gpgkey=("file:///k.asc",)),))
+                          repos=(RepoAnswer("r", True, baseurl=("file:///nonexistent",), gpgkey=("file:///k.asc",)),))
     lines = ["No match for argument: vim", "Error: Unable to find a match: vim"]
     assert gpgcheck.explain(lines, answer=answer, cache=tmp_path, checksig=lambda path: "") is None
     fetch = ["Curl error (37): Couldn't read a file:// file for file:///k.asc [Couldn't open file /k.asc]"]

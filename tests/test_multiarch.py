@@ -133,7 +133,8 @@ def test_two_architectures_run_push_and_pull_back(build: Builder, multiarch_repo
                                   f"oci-archive:{archive}").stdout)
     assert from_archive["Architecture"] == foreign.goarch
     written = [str(tmp_path / f"sbom.{arch}.spdx.json") for arch in (HOST, foreign_arch)]
-    assert report["sboms"] == [] and [arches[a]["sboms"] for a in (HOST, foreign_arch)] == [[p] for p in written]
+    assert report["sboms"] == written and report["published"] and report["not_published"] == []
+    assert all(Path(path).is_file() for path in written) and not sbom.exists()
     foreign_sbom = json.loads(Path(written[1]).read_text())
     bash = next(p for p in foreign_sbom["packages"] if p["name"] == "bash")
     assert f"arch={foreign_arch}" in bash["externalRefs"][0]["referenceLocator"]
@@ -248,3 +249,25 @@ def test_podman_imports_each_architecture_as_itself(build: Builder, multiarch_re
             assert ran.stdout.split() == [arch, arch], ran.stderr
     finally:
         podman(podman_env, "image", "rm", "--force", *[f"localhost/{t}" for t in tags], check=False)
+
+
+def test_a_smoke_test_failing_on_one_architecture_publishes_nothing(build: Builder, multiarch_repo: Repo,
+                                                                     foreign_arch: str, tmp_path: Path) -> None:
+    """Every architecture's products are staged, and move into place only when all of them passed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    name = "mkimage-test/smoke-multi"
+    result = build("--arch", f"{HOST},{foreign_arch}", "-t", "s", "--smoke-cmd", f"/bin/sh -c 'test $(uname -m) = {HOST}'",
+                   "--output", f"oci-archive:{out / 'image.tar'}", "--sbom", str(out / "sbom.json"), name=name,
+                   config=multiarch_repo.config)
+    assert result.returncode == 6, result.stderr
+    assert result.error_line.startswith(f"Error: {foreign_arch}: smoke test"), result.stderr
+    report = report_of(build)
+    assert report["tags"] == [] and report["outputs"] == [] and report["sboms"] == []
+    assert sorted(report["not_published"]) == sorted([
+        f"output oci-archive:{out / 'image.tar'}", f"sbom {out / f'sbom.{HOST}.json'}",
+        f"sbom {out / f'sbom.{foreign_arch}.json'}", f"tag {name}:s", f"tag {name}:s-{HOST}",
+        f"tag {name}:s-{foreign_arch}"])
+    assert list(out.iterdir()) == [], "nothing moved into place, nothing staged left"
+    assert docker_out("image", "ls", "-q", name).split() == []
+    assert build.leftovers() == []

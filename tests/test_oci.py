@@ -124,8 +124,12 @@ def tar_members(path: Path) -> dict[str, tarfile.TarInfo]:
 
 
 def extract(path: Path, into: Path) -> Path:
+    """Our own archives: only plain files and dirs with relative names (checked; Python 3.11.2 has no filter=)."""
     with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
+        members = tar.getmembers()
+        assert all((m.isfile() or m.isdir()) and not m.name.startswith("/") and ".." not in m.name.split("/")
+                   for m in members)
+        tar.extractall(into, members)
     return into
 
 
@@ -341,13 +345,14 @@ def test_oci_dir_into_an_empty_directory(image: oci.Image, tmp_path: Path) -> No
     assert_valid_layout(tmp_path, image, ["latest"])
 
 
-def test_archive_replaces_a_symlink_not_its_target(image: oci.Image, tmp_path: Path) -> None:
+def test_archive_replaces_neither_a_symlink_nor_its_target(image: oci.Image, tmp_path: Path) -> None:
     target = tmp_path / "precious"
     target.write_text("keep me")
     (tmp_path / "out.tar").symlink_to(target)
-    oci.write_oci_archive(tmp_path / "out.tar", image, [])
+    with pytest.raises(ExportError, match="is a symbolic link"):
+        oci.write_oci_archive(tmp_path / "out.tar", image, [])
     assert target.read_text() == "keep me"
-    assert not (tmp_path / "out.tar").is_symlink() and tarfile.is_tarfile(tmp_path / "out.tar")
+    assert (tmp_path / "out.tar").is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar", "precious"]
 
 

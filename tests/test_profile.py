@@ -128,3 +128,18 @@ def test_invalid_toml_and_unknown_profile(tmp_path: Path) -> None:
 def test_write_mode_must_be_a_string_not_a_decimal_number(tmp_path: Path) -> None:
     path = write(tmp_path, "m.toml", '[files]\nwrite = [{ path = "/x", content = "", mode = 644 }]\n')
     assert any("files.write[0].mode" in p for p in problems_of(str(path)))
+
+
+def test_command_timeouts_default_and_are_settable(tmp_path: Path) -> None:
+    profile, _ = resolve([])
+    assert (profile.chroot_timeout, profile.smoke_timeout) == (profiles.CHROOT_TIMEOUT, profiles.SMOKE_TIMEOUT)
+    custom = write(tmp_path, "t.toml", "[chroot]\ntimeout = 30\n[smoke]\ntimeout = 2.5\n")
+    profile, _ = resolve([str(custom)])
+    assert (profile.chroot_timeout, profile.smoke_timeout) == (30, 2.5)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "true", '"60"', "100000"])
+def test_bad_timeouts_are_named(tmp_path: Path, value: str) -> None:
+    bad = write(tmp_path, "t.toml", f"[chroot]\ntimeout = {value}\n")
+    assert problems_of(str(bad)) == [f"{bad}: chroot.timeout: expected a number of seconds above 0, at most "
+                                     f"{profiles.TIMEOUT_MAX}, got {profiles.tomllib.loads(f'v = {value}')['v']!r}"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Builder, docker_out, run_in_image
+from conftest import Builder, image_rpm_qa, run_in_image
 from mkimage import rpmdb
 
 # --------------------------------------------------------------------------------------- macro files
@@ -206,14 +206,7 @@ def test_a_tree_without_rpm_gets_var_lib_rpm(build: Builder, tmp_path: Path) -> 
     assert report["rpmdb"]["path"] == "/var/lib/rpm" and report["rpmdb"]["readable_by_image_rpm"] is None
     members = layer_members(run.stdout.strip())
     assert_no_side_files(members)
-    container = docker_out("create", run.stdout.strip()).strip()
-    try:
-        subprocess.run(["docker", "cp", f"{container}:/var/lib/rpm", str(tmp_path / "db")], check=True)
-    finally:
-        docker_out("rm", container)
-    listed = subprocess.run(["rpm", "--dbpath", str(tmp_path / "db"), "-qa", "--qf",
-                             "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n"], capture_output=True, text=True)
-    assert sorted(listed.stdout.split()) == report["packages"] and len(report["packages"]) == 9
+    assert image_rpm_qa(run.stdout.strip(), tmp_path / "db") == report["packages"] and len(report["packages"]) == 9
 
 
 @pytest.mark.integration
