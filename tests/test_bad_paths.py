@@ -4,7 +4,6 @@ the caller's directory."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
