@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+from typing import Callable
 
 from . import mounts
 from .context import BuildContext
 from .errors import BadInput
+from .run import RUNNING
 
 LOCK_NAME = ".mkimage.lock"
+LOCK_POLL_SECONDS = 0.2
 
 
 def attach(ctx: BuildContext) -> None:
@@ -26,10 +30,10 @@ def attach(ctx: BuildContext) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = os.open(cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        ctx.ui.info(f"waiting for another build to finish with --cache-dir {cache_dir}")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        wait_for_lock(lock, lambda: ctx.ui.info(f"waiting for another build to finish with --cache-dir {cache_dir}"))
+    except BaseException:
+        os.close(lock)
+        raise
     ctx.cache_lock = lock
     cache_in_root = ctx.package_cache
     cache_in_root.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,22 @@ def attach(ctx: BuildContext) -> None:
         detach(ctx)
         raise BadInput(f"cannot use --cache-dir {cache_dir}: {err}") from None
     ctx.cache_mount = cache_in_root
+
+
+def wait_for_lock(lock: int, on_wait: Callable[[], None]) -> None:
+    """The exclusive lock, waiting for it as long as the build goes on (a build whose other architecture failed,
+    or that was interrupted, stops waiting: run.Cancelled)."""
+    waited = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not waited:
+                on_wait()
+                waited = True
+        RUNNING.check(["flock"])
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 def detach(ctx: BuildContext) -> None:

@@ -67,7 +67,8 @@ def _log_path(tmpdir: Path, name: str) -> Path:
 
 # --help, grouped by topic: (heading, parameter names in order).  A parameter not listed goes under "Other".
 HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("What to install", ("config", "packages", "groups", "excludes", "releasever", "pkg_manager", "cache_dir")),
+    ("What to install", ("config", "packages", "groups", "excludes", "arches", "releasever", "pkg_manager",
+                         "cache_dir")),
     ("Profiles", ("profiles", "list_profiles", "show_profile")),
     ("Name and tags", ("tag", "extra_tags")),
     ("Engine, smoke test and outputs", ("engine", "outputs", "no_smoke_test", "smoke_cmd", "keep_replaced",
@@ -106,6 +107,9 @@ class SectionedCommand(click.Command):
               help="Group to install (repeatable; default: Core).")
 @click.option("-x", "--exclude", "excludes", multiple=True, metavar="PKG",
               help="Package (or glob) never to install (repeatable).")
+@click.option("--arch", "arches", multiple=True, metavar="ARCH",
+              help="Architecture to build, as rpm names it (x86_64, aarch64, ppc64le, s390x); repeatable or "
+                   "comma-separated: one image per architecture, one index (default: this host's).")
 @click.option("-t", "--tag", default=None, help="Tag instead of the version found in the image.")
 @click.option("--releasever", default="/", show_default=True,
               help="Release version for $releasever ('/' detects it from this host).")
@@ -171,7 +175,7 @@ class SectionedCommand(click.Command):
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, "--version")
 def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], groups: tuple[str, ...],
-        excludes: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
+        excludes: tuple[str, ...], arches: tuple[str, ...], tag: str | None, releasever: str, pkg_manager: str, profiles: tuple[str, ...],
         list_profiles: bool, show_profile: bool, tmpdir: Path | None, rootfs_in_memory: str,
         cache_dir: Path | None, keep_rootfs: bool, rootfs_only: bool, no_smoke_test: bool,
         smoke_cmd: str | None, engine: str, outputs: tuple[str, ...], push: bool, authfile: Path | None,
@@ -220,7 +224,7 @@ def cli(reference: str | None, config: Path | None, packages: tuple[str, ...], g
         log_file=_absolute(log_file), report=_absolute(report),
         engine=engine, extra_tags=extra_tags, keep_replaced=keep_replaced, outputs=outputs, push=push,
         authfile=_absolute(authfile), registry_cert_dir=_absolute(registry_cert_dir), tls_verify=tls_verify,
-        sandbox=not no_sandbox,
+        sandbox=not no_sandbox, arches=arches,
     )
     try:
         spec = preflight.check(request, profile or Profile(), profile_problems)
@@ -300,7 +304,8 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
         result.status, result.exit_code = "success", EXIT_OK
     except Unchanged as unchanged:
         result.status, result.exit_code, printed = "unchanged", EXIT_OK, unchanged.reference
-        ui.info(f"{unchanged.reference} was built from the same inputs ({result.inputs}): nothing to do")
+        inputs = result.inputs or ", ".join(f"{arch} {each.inputs}" for arch, each in result.architectures.items())
+        ui.info(f"{unchanged.reference} was built from the same inputs ({inputs}): nothing to do")
     except MkimageError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.exit_code, result.error, result.error_kind = err.exit_code, err.message, err.kind
@@ -326,11 +331,19 @@ def run_build(spec: BuildSpec, request: Request, verbosity: int, preflight_secon
     if report_problem:  # the build succeeded and published everything: only its report is missing
         raise ReportError(report_problem, details=[f"published: {item}" for item in _published(result)])
     ui.summary(result)
-    if result.rootfs_kept:
-        ui.info(f"rootfs kept at {result.rootfs}")
+    for each in (result, *result.architectures.values()):
+        if each.rootfs_kept:
+            ui.info(f"rootfs kept at {each.rootfs}")
     if result.pushed and not printed:
         printed = "\n".join(result.pushed)
-    click.echo(printed or (result.rootfs if spec.rootfs_only else result.reference))
+    click.echo(printed or (_rootfs_lines(result) if spec.rootfs_only else result.reference))
+
+
+def _rootfs_lines(result: Any) -> str:
+    """--rootfs-only prints the tree's path; with several architectures, one line each."""
+    if result.architectures:
+        return "\n".join(str(each.rootfs) for each in result.architectures.values())
+    return str(result.rootfs)
 
 
 def _write_report(ctx: BuildContext, path: Path | None) -> str | None:

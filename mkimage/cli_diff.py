@@ -37,8 +37,11 @@ class DiffInterrupted(MkimageError):
               help="Also compare the files (added, removed, changed: size, content, mode, owner, type, link "
                    "target). Images and archives only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@click.option("--arch", default=None, metavar="ARCH",
+              help="Which architecture of a multi-architecture archive, layout or report (rpm's name; default "
+                   "this host's). A local image is one architecture: NAME:TAG-ARCH.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def diff_command(old: str, new: str, files: bool, as_json: bool, debug: bool) -> int:
+def diff_command(old: str, new: str, files: bool, as_json: bool, arch: str | None, debug: bool) -> int:
     """Compare two images: the packages added, removed and changed (and with --files, the files).
 
     \b
@@ -55,7 +58,7 @@ def diff_command(old: str, new: str, files: bool, as_json: bool, debug: bool) ->
     """
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        result = _run(old, new, files, as_json)
+        result = _run(old, new, files, as_json, arch)
     except DiffInterrupted:
         raise
     except MkimageError as err:  # a missing tool is exit 1 for a build, but 1 means "different" here
@@ -76,13 +79,17 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise DiffInterrupted(signum)
 
 
-def _run(old: str, new: str, files: bool, as_json: bool) -> int:
+def _run(old: str, new: str, files: bool, as_json: bool, arch: str | None = None) -> int:
     from .diff import check_files_possible, classify, compare, load, render_text, to_json
 
-    old_source, new_source = classify(old), classify(new)
+    if arch is not None:
+        from .arch import KNOWN
+        if arch not in KNOWN:
+            raise DiffTrouble(f"--arch {arch}: unknown architecture (known: {', '.join(KNOWN)})")
+    old_source, new_source = classify(old, arch), classify(new, arch)
     if files:
         check_files_possible(old_source, new_source)
-    result = compare(load(old_source, files), load(new_source, files))
+    result = compare(load(old_source, files, arch), load(new_source, files, arch))
     if as_json:
         click.echo(json.dumps(to_json(result), indent=2, ensure_ascii=False))
     else:

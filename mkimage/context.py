@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import sandbox
+from .arch import Arch, arch_path, host, package_manager_flags
 from .deliver import Delivery
 from .engine import Engine
-from .oci import Image, Output
+from .oci import Image, Output, Published
 from .publish import RegistryOptions
 from .installer import InstallRequest, PackageManager
 from .installer.config import ConfigAnswer
@@ -22,6 +23,14 @@ from .ui import Reporter
 SMOKE_DEFAULT = ("echo", "success")
 SMOKE_EXPECTED = "success"
 BUILD_ID_LABEL = "mkimage.build-id"
+
+
+@dataclass(frozen=True)
+class ArchTarget:
+    """One architecture asked for, with the package manager's reading of the config for it ($basearch, $arch)."""
+
+    arch: Arch
+    config_answer: ConfigAnswer
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,24 @@ class BuildSpec:
     push: bool = False
     registry: RegistryOptions | None = None
     """How to reach the registry with --push (auth file, certificates, TLS verification)."""
+    arch: Arch = field(default_factory=host)
+    """The architecture this spec builds: one of `targets`."""
+    targets: tuple[ArchTarget, ...] = ()
+    """Every architecture asked for (--arch), in order; empty: this host's alone."""
+
+    @property
+    def multi_arch(self) -> bool:
+        return len(self.targets) > 1
+
+    def for_arch(self, target: ArchTarget) -> BuildSpec:
+        """The spec of one architecture's build: its config answer; when there are several architectures, its own
+        SBOM files and its own --cache-dir (DIR/ARCH: the architectures install side by side, each holding its
+        cache's lock)."""
+        if not self.multi_arch:
+            return replace(self, arch=target.arch, config_answer=target.config_answer)
+        sboms = tuple(replace(wanted, path=arch_path(wanted.path, target.arch)) for wanted in self.sboms)
+        cache_dir = self.cache_dir / target.arch.name if self.cache_dir is not None else None
+        return replace(self, arch=target.arch, config_answer=target.config_answer, sboms=sboms, cache_dir=cache_dir)
 
     @property
     def uses_engine(self) -> bool:
@@ -88,10 +115,17 @@ class BuildContext:
     cache_mount: Path | None = None
     oci_image: Image | None = None
     """The image mkimage wrote itself (for --output, --push, and a reproducible build's load)."""
+    published: Published | None = None
+    """What --output writes and --push pushes: the image, or an index of every architecture's image."""
     push_archive: Path | None = None
     """The reproducible build's SOURCE_DATE_EPOCH (given, or derived from the repositories); None otherwise."""
     """Every stage ran: with --rootfs-only the tree is the product, kept only then."""
     version: str | None = None
+    arch_contexts: list[BuildContext] = field(default_factory=list, repr=False, compare=False)
+    """A multi-architecture build's one context per architecture (mkimage.multiarch makes them); empty in a
+    build of one architecture, which is its own."""
+    whole: BuildContext | None = field(default=None, repr=False, compare=False)
+    """The multi-architecture build this context is one architecture of (it shares its delivery)."""
     delivery: Delivery = field(default_factory=Delivery)
     """What the build staged, published and tagged, so that a late failure can put it back (deliver.py)."""
     _host_release_db: Path | None = None
@@ -99,6 +133,11 @@ class BuildContext:
     def __post_init__(self) -> None:
         if self.epoch is None:
             self.epoch = self.spec.source_date_epoch
+
+    @property
+    def per_arch(self) -> list[BuildContext]:
+        """The context of each architecture's build: this one alone when there is one architecture."""
+        return self.arch_contexts or [self]
 
     @property
     def rootfs(self) -> Path:
@@ -199,5 +238,5 @@ class BuildContext:
         return InstallRequest(
             config=self.spec.config, root=self.rootfs, releasever=self.releasever,
             groups=self.profile.groups, packages=self.profile.packages, exclude=self.profile.exclude,
-            keep_cache=self.spec.cache_dir is not None,
+            keep_cache=self.spec.cache_dir is not None, arch_flags=package_manager_flags(self.spec.arch),
         )

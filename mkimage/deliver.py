@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import fullfs, publish
+from . import fullfs, multiarch, publish
 from .errors import ExportError, ReportError
 from .replaced import previous_images, remove_unused, replaced_ids
 from .run import run_captured
@@ -44,6 +44,8 @@ class Delivery:
     """reference -> the image id it pointed to before this build tagged it (absent references left out)."""
     tagged: list[str] = field(default_factory=list)
     """The references this build moved, in order."""
+    tagged_images: dict[str, str] = field(default_factory=dict)
+    """reference -> the image id this build pointed it to (one per architecture's with several)."""
     committed: bool = False
     """Past the point of no return: nothing is put back any more."""
 
@@ -73,10 +75,15 @@ def publish_files(ctx: BuildContext) -> None:
                           f"{fullfs.reason(err.error, err.move.target)}; no output was changed",
                           details=err.problems) from None
     ctx.result.outputs = [str(output) for output in ctx.spec.outputs]
-    ctx.result.sboms = [str(request.path) for request in ctx.spec.sboms]
+    ctx.result.sboms = [str(path) for path in sbom_paths(ctx)]
     for label in delivery.staging.labels:
         ctx.ui.info(f"published {label}")
     _passed(ctx, "publish")
+
+
+def sbom_paths(ctx: BuildContext) -> list[Path]:
+    """Every SBOM file the build writes: one per --sbom, or with several architectures one per architecture."""
+    return [request.path for each in ctx.per_arch for request in each.spec.sboms]
 
 
 def reserve_report(ctx: BuildContext) -> None:
@@ -93,17 +100,23 @@ def reserve_report(ctx: BuildContext) -> None:
 
 
 def tag(ctx: BuildContext) -> None:
-    """NAME:TAG and every --extra-tag, only now; what they pointed to before is noted, to be put back or removed."""
+    """NAME:TAG and every --extra-tag (with several architectures also NAME:TAG-ARCH for each), only now; what they
+    pointed to before is noted, to be put back or removed."""
     assert ctx.image_id is not None
     engine, delivery = ctx.engine, ctx.delivery
-    delivery.previous = previous_images(engine, ctx.references, ctx.log)
-    for reference in ctx.references:
-        result = run_captured(engine.tag_argv(ctx.image_id, reference), log=ctx.log, timeout=60)
+    wanted = multiarch.engine_tags(ctx)
+    if ctx.arch_contexts:
+        ctx.result.engine_tags = {reference: built.spec.arch.name for reference, built in wanted}
+    delivery.previous = previous_images(engine, [reference for reference, _ in wanted], ctx.log)
+    for reference, built in wanted:
+        assert built.image_id is not None
+        result = run_captured(engine.tag_argv(built.image_id, reference), log=ctx.log, timeout=60)
         if not result.ok:
             raise ExportError(f"{engine.name} tag {reference} failed", details=result.tail[-5:],
                               log_path=ctx.log.path)
         delivery.tagged.append(reference)
-        ctx.tagged = True
+        delivery.tagged_images[reference] = built.image_id
+        ctx.tagged = built.tagged = True
         ctx.result.tags.append(reference)
         ctx.ui.info(f"tagged {reference}")
     ctx.result.image_size = engine.image_size(ctx.image_id, ctx.log)
@@ -130,7 +143,7 @@ def finish(ctx: BuildContext) -> None:
         ctx.ui.warn(problem)
     if ctx.spec.uses_engine and delivery.tagged:
         assert ctx.image_id is not None
-        replaced = replaced_ids(delivery.previous, ctx.image_id)
+        replaced = replaced_ids(delivery.previous, set(delivery.tagged_images.values()))
         if ctx.spec.keep_replaced:
             ctx.result.replaced_images_kept = [{"image_id": old, "reason": "--keep-replaced"} for old in replaced]
         else:
@@ -160,7 +173,7 @@ def abandon(ctx: BuildContext) -> list[str]:
         problems += delivery.staging.roll_back()
         kept = set(delivery.staging.unrestored())
         ctx.result.outputs = [str(o) for o in ctx.spec.outputs if f"output {o}" in kept]
-        ctx.result.sboms = [str(r.path) for r in ctx.spec.sboms if f"sbom {r.path}" in kept]
+        ctx.result.sboms = [str(path) for path in sbom_paths(ctx) if f"sbom {path}" in kept]
     problems += delivery.staging.discard()
     ctx.result.not_published = not_published(ctx)
     ctx.result.published = delivery.committed or (ctx.completed and not ctx.result.not_published)
@@ -181,6 +194,9 @@ def restore_tags(ctx: BuildContext) -> list[str]:
             ctx.ui.info(f"put {reference} back to {old[:19]}" if old else f"removed the new tag {reference}")
         else:
             problems.append(f"could not put {reference} back to {old or 'nothing'}: {' '.join(result.tail[-2:])}")
+    still = {delivery.tagged_images[reference] for reference in delivery.tagged}
+    for each in ctx.per_arch:
+        each.tagged = each.image_id in still
     ctx.tagged = bool(delivery.tagged)
     return problems
 
@@ -189,10 +205,11 @@ def not_published(ctx: BuildContext) -> list[str]:
     """Everything asked for that is not in place, as the report lists it."""
     result, spec = ctx.result, ctx.spec
     wanted = [f"output {output}" for output in spec.outputs if str(output) not in result.outputs]
-    wanted += [f"sbom {request.path}" for request in spec.sboms if str(request.path) not in result.sboms]
+    wanted += [f"sbom {path}" for path in sbom_paths(ctx) if str(path) not in result.sboms]
     references = ctx.references if result.tag else [spec.name]
     if spec.uses_engine:
-        wanted += [f"tag {reference}" for reference in references if reference not in result.tags]
+        tags = [reference for reference, _ in multiarch.engine_tags(ctx)] if result.tag else references
+        wanted += [f"tag {reference}" for reference in tags if reference not in result.tags]
     if spec.push:
         pushed = {line.partition("@")[0] for line in result.pushed}
         wanted += [f"push {reference}" for reference in references if reference not in pushed]

@@ -38,16 +38,16 @@ class Source:
     """A pipe given as a path, already opened to sniff it."""
 
 
-def classify(argument: str) -> Source:
+def classify(argument: str, arch: str | None = None) -> Source:
     """A path that exists is a file (JSON document or image archive) or an OCI layout directory; anything
-    else must be an image that docker or podman has."""
+    else must be an image that docker or podman has.  arch: which architecture of a multi-architecture report."""
     path = Path(argument)
     if path.is_dir():
         if (path / "index.json").is_file():
             return Source(argument, "layout")
         raise BadInput(f"{argument}: a directory, but not an OCI image layout (no index.json)")
     if path.exists():
-        return _classify_file(path)
+        return _classify_file(path, arch)
     if argument.startswith(("/", "./", "../")) or argument.endswith((".json", ".tar", ".tar.gz")):
         raise BadInput(f"{argument}: no such file")
     engine, reasons = image_reader.find_engine(argument)
@@ -57,7 +57,7 @@ def classify(argument: str) -> Source:
     return Source(argument, "engine", engine=engine)
 
 
-def _classify_file(path: Path) -> Source:
+def _classify_file(path: Path, arch: str | None = None) -> Source:
     """Sniffed from its first bytes.  A pipe (`<(docker save IMAGE)`) is opened only once: its stream is kept."""
     try:
         stream = open(path, "rb")
@@ -68,7 +68,7 @@ def _classify_file(path: Path) -> Source:
         head = stream.read(512)
         if head.lstrip()[:1] in (b"{", b"["):
             data = parse_json(path, head + stream.read())
-            return Source(str(path), "document", document=load_document(path, data))
+            return Source(str(path), "document", document=load_document(path, data, arch))
         if not (head.startswith(COMPRESSED_MAGICS) or head[257:262] == b"ustar"):
             raise BadInput(f"{path}: unknown format: neither a JSON report or SBOM nor an image archive (tar)")
         keep_open = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
@@ -87,12 +87,13 @@ def check_files_possible(old: Source, new: Source) -> None:
                            f"{ARTICLES.get(source.document.kind, 'a')} {source.document.kind}, which lists no files")
 
 
-def load(source: Source, with_files: bool) -> Inventory:
+def load(source: Source, with_files: bool, arch: str | None = None) -> Inventory:
+    """arch: which image of a multi-architecture index (rpm's name; default this host's)."""
     if source.document is not None:
         return source.document
     if source.kind == "engine":
         return image_reader.read_local_image(source.argument, source.engine, with_files)
-    return image_reader.read_archive(Path(source.argument), with_files, source.stream)
+    return image_reader.read_archive(Path(source.argument), with_files, source.stream, arch)
 
 
 # ------------------------------------------------------------------------------------------ comparison

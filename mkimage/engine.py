@@ -11,10 +11,13 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .profile import ImageSettings
 from .run import BuildLog, CommandResult, run_captured
+
+if TYPE_CHECKING:
+    from .arch import Arch
 
 DOCKER = "docker"
 PODMAN = "podman"
@@ -82,20 +85,26 @@ class Engine:
         return [f"image.expose {port!r}: podman import accepts only tcp and udp ports; use --engine docker"
                 for port in settings.expose if port.partition("/")[2] not in ("", *PODMAN_EXPOSE_PROTOCOLS)]
 
-    def import_argv(self, changes: Sequence[str]) -> list[str]:
-        """Import from stdin, untagged: the tag is set only after the smoke test passed."""
+    def import_argv(self, changes: Sequence[str], arch: Arch | None = None) -> list[str]:
+        """Import from stdin, untagged: the tag is set only after the smoke test passed.  arch: another
+        architecture's image, which podman's import marks as told (docker 20.10's cannot: it gets a load)."""
         argv = [self.binary, "import"]
+        if arch is not None and self.is_podman:
+            argv += ["--arch", arch.goarch, *(["--variant", arch.variant] if arch.variant else [])]
         for change in changes:
             argv += ["--change", change]
         return [*argv, "-"]
 
-    def run_argv(self, image_id: str, container_name: str, command: Sequence[str]) -> list[str]:
+    def run_argv(self, image_id: str, container_name: str, command: Sequence[str],
+                 platform: str | None = None) -> list[str]:
         """No TTY, no network, removed afterwards; named so an interrupted run can still be removed.
         The command runs as given, whatever ENTRYPOINT the image has (podman reads a JSON array there,
-        so a program name is never parsed)."""
+        so a program name is never parsed).  platform: another architecture's image (linux/arm64), which
+        docker runs without a warning only when told."""
         program, *args = command
         entrypoint = json.dumps([program]) if self.is_podman else program
-        return [self.binary, "run", "--rm", "--name", container_name, "--network", "none",
+        chosen = ["--platform", platform] if platform and not self.is_podman else []
+        return [self.binary, "run", "--rm", "--name", container_name, "--network", "none", *chosen,
                 "--entrypoint", entrypoint, image_id, *args]
 
     def tag_argv(self, image_id: str, reference: str) -> list[str]:
@@ -165,6 +174,14 @@ class Engine:
             return list(json.loads(found) or []) if found is not None else None
         except ValueError:
             return None
+
+    def layer_diff_ids(self, image_id: str, log: BuildLog | None = None) -> list[str]:
+        """The image's layers, as the engine hashed them (the uncompressed tars' sha256)."""
+        found = self._inspect(image_id, "{{json .RootFS.Layers}}", log)
+        try:
+            return [str(layer) for layer in json.loads(found or "[]") or []]
+        except ValueError:
+            return []
 
     def image_size(self, image_id: str, log: BuildLog | None = None) -> int | None:
         found = self._inspect(image_id, "{{.Size}}", log)

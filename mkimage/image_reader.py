@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import posixpath
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, cast
 
+from .arch import KNOWN, host
 from .errors import BadInput, MkimageError
 from .inventory import FileEntry, Inventory, Package
 from .run import run_captured, spawn, stop_process_group, tool_env
@@ -36,7 +36,6 @@ CHUNK = 1 << 20
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 ENGINES = ("docker", "podman")
-GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 class ImageReadError(BadInput):
@@ -288,15 +287,16 @@ def blob_path(digest: str) -> str:
     return f"blobs/{algorithm}/{hex_digest}"
 
 
-def layer_order(read_document: Callable[[str], Any], label: str) -> list[str]:
-    """The layer members, bottom first: from the OCI index.json, else docker's manifest.json."""
+def layer_order(read_document: Callable[[str], Any], label: str, arch: str | None = None) -> list[str]:
+    """The layer members, bottom first: from the OCI index.json (arch's image of an index: rpm's name, default
+    this host's), else docker's manifest.json."""
     try:
         index = read_document("index.json")
     except KeyError:
         index = None
     try:
         if index is not None:
-            manifest = _image_manifest(index, read_document, label)
+            manifest = _image_manifest(index, read_document, label, arch)
             return [blob_path(layer["digest"]) for layer in manifest["layers"]]
         manifests = read_document("manifest.json")
     except KeyError as err:
@@ -309,29 +309,35 @@ def layer_order(read_document: Callable[[str], Any], label: str) -> list[str]:
     return [normalize(path) or "" for path in manifests[0]["Layers"]]
 
 
-def _image_manifest(index: dict[str, Any], read_document: Callable[[str], Any], label: str) -> dict[str, Any]:
-    """Follow an OCI index (nested ones too) to the one image manifest it names (this host's platform if
-    several)."""
+def _image_manifest(index: dict[str, Any], read_document: Callable[[str], Any], label: str,
+                    arch: str | None = None) -> dict[str, Any]:
+    """Follow an OCI index (nested ones too) to the one image manifest it names (arch's platform if several:
+    rpm's name, default this host's)."""
+    wanted = KNOWN[arch] if arch in KNOWN else host()
     for _ in range(8):
         if "layers" in index:
             return index
-        candidates = index.get("manifests") or []
-        if len(candidates) > 1:
-            machine = GOARCH.get(platform.machine(), platform.machine())
-            candidates = [m for m in candidates if (m.get("platform") or {}).get("architecture") == machine]
+        listed = index.get("manifests") or []
+        candidates = listed
+        if len(listed) > 1:
+            candidates = [m for m in listed if (m.get("platform") or {}).get("architecture") == wanted.goarch]
+        if not candidates and listed:
+            found = ", ".join(str((m.get("platform") or {}).get("architecture")) for m in listed)
+            raise ImageReadError(f"{label}: the index has no image for {wanted} (it has {found}); choose one "
+                                 "with --arch")
         if len(candidates) != 1:
-            raise ImageReadError(f"{label}: the index lists {len(index.get('manifests') or [])} images; "
+            raise ImageReadError(f"{label}: the index lists {len(listed)} images; "
                                  "give an archive of exactly one")
         index = read_document(blob_path(candidates[0]["digest"]))
     raise ImageReadError(f"{label}: indexes nested too deep")
 
 
-def _layers_from_scan(scan: ArchiveScan, label: str) -> list[LayerTree]:
+def _layers_from_scan(scan: ArchiveScan, label: str, arch: str | None = None) -> list[LayerTree]:
     def read_document(name: str) -> Any:
         return json.loads(scan.documents[_follow_alias(scan, name)])
 
     trees = []
-    for name in layer_order(read_document, label):
+    for name in layer_order(read_document, label, arch):
         name = _follow_alias(scan, name)
         if name in scan.unreadable:
             raise ImageReadError(f"{label}: layer {name}: {scan.unreadable[name]}")
@@ -349,7 +355,7 @@ def _follow_alias(scan: ArchiveScan, name: str) -> str:
     return name
 
 
-def layers_from_layout(directory: Path, workdir: Path, with_files: bool) -> list[LayerTree]:
+def layers_from_layout(directory: Path, workdir: Path, with_files: bool, arch: str | None = None) -> list[LayerTree]:
     """An OCI image layout directory: the layers are files, read in order."""
     label = str(directory)
 
@@ -360,7 +366,7 @@ def layers_from_layout(directory: Path, workdir: Path, with_files: bool) -> list
         return json.loads(path.read_bytes())
 
     trees = []
-    for number, name in enumerate(layer_order(read_document, label)):
+    for number, name in enumerate(layer_order(read_document, label, arch)):
         try:
             with open(directory / name, "rb") as stream:
                 head = stream.read(4)
@@ -413,18 +419,18 @@ def _package_from_query(line: str) -> Package:
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def read_archive(path: Path, with_files: bool, stream: Prefixed | None = None) -> Inventory:
+def read_archive(path: Path, with_files: bool, stream: Prefixed | None = None, arch: str | None = None) -> Inventory:
     """An oci-archive, a docker-archive (optionally compressed), or an OCI layout directory; stream when the
-    path is a pipe that was already opened (and sniffed)."""
+    path is a pipe that was already opened (and sniffed); arch: which image of a multi-architecture index."""
     label = str(path)
     with _workdir() as workdir:
         if path.is_dir():
-            trees = layers_from_layout(path, workdir, with_files)
+            trees = layers_from_layout(path, workdir, with_files, arch)
         else:
             try:
                 with stream if stream is not None else open(path, "rb") as source:
                     scan = scan_archive(cast(IO[bytes], source), workdir, with_files, label)
-                trees = _layers_from_scan(scan, label)
+                trees = _layers_from_scan(scan, label, arch)
             except OSError as err:
                 raise ImageReadError(f"{path}: cannot read: {err.strerror}") from None
         return _inventory(label, "OCI layout" if path.is_dir() else "image archive", trees, workdir, with_files)

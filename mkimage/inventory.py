@@ -151,9 +151,12 @@ def document_kind(data: Any) -> str | None:
     return None
 
 
-def load_document(path: Path, data: Any) -> Inventory:
-    """A parsed JSON document -> its Inventory; BadInput when it is none of the documents we know."""
+def load_document(path: Path, data: Any, arch: str | None = None) -> Inventory:
+    """A parsed JSON document -> its Inventory; BadInput when it is none of the documents we know.  The report
+    of a multi-architecture build gives arch's packages (rpm's name; default this host's)."""
     kind = document_kind(data)
+    if kind == KIND_REPORT and data.get("architectures"):
+        data = arch_report(path, data, arch)
     readers = {KIND_REPORT: report_packages, KIND_SPDX: spdx_packages, KIND_CYCLONEDX: cyclonedx_packages}
     if kind is None:
         raise BadInput(f"{path}: JSON, but not an mkimage report, an SPDX or a CycloneDX SBOM")
@@ -162,6 +165,16 @@ def load_document(path: Path, data: Any) -> Inventory:
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise BadInput(f"{path}: unreadable {kind}: {err}") from None
     return Inventory(source=str(path), kind=kind, packages=packages)
+
+
+def arch_report(path: Path, report: dict[str, Any], arch: str | None) -> dict[str, Any]:
+    from .arch import host
+    wanted = arch or host().name
+    architectures = report["architectures"]
+    if wanted not in architectures:
+        raise BadInput(f"{path}: the report has no {wanted} build (it has {', '.join(architectures)}); "
+                       "choose one with --arch")
+    return architectures[wanted]
 
 
 def report_packages(report: dict[str, Any]) -> Iterator[Package]:

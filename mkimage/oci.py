@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import queue
 import shutil
 import stat
@@ -31,8 +30,9 @@ from pathlib import Path
 from typing import IO, Callable, ContextManager, Iterator, NamedTuple, Sequence, Union
 
 from . import fullfs
+from .arch import host
 from .errors import ExportError
-from .reference import split_reference
+from .reference import arch_reference, split_reference
 from .run import spawn, stop_process_group
 from .staging import Staging, StagingError, create_exclusive, replaceable_problem, temp_name
 
@@ -51,13 +51,6 @@ GZIP_LEVEL = 1
 IGZIP_ARGV = ("igzip", "-n", f"-{GZIP_LEVEL}", "-c")
 QUEUE_CHUNKS = 16
 COPY_CHUNK = 1 << 20
-# platform.machine() -> (GOARCH, variant)
-GOARCH = {
-    "x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "i386": ("386", None), "i686": ("386", None),
-    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
-}
-
 Chunk = Union[bytes, bytearray, memoryview]
 
 
@@ -73,7 +66,8 @@ def canonical_json(value: object) -> bytes:
 # --------------------------------------------------------------------------------------------- the layer
 @dataclass(frozen=True)
 class LayerBlob:
-    path: Path
+    path: Path | None
+    """The stored blob; None for a layer only the engine has (imported; its digests are the engine's)."""
     digest: str
     """sha256 of the blob as stored (compressed)."""
     size: int
@@ -83,16 +77,18 @@ class LayerBlob:
 
 
 class _HashingFile:
-    """A blob being written: its sha256 and size follow every write."""
+    """A blob being written: its sha256 (unless hashing is False: an uncompressed blob's digest is the diff_id,
+    hashed already) and size follow every write."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, hashing: bool = True) -> None:
         self.file = os.fdopen(fd, "wb")
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if hashing else None
         self.size = 0
 
     def write(self, data: bytes) -> None:
         if data:
-            self.hash.update(data)
+            if self.hash is not None:
+                self.hash.update(data)
             self.file.write(data)
             self.size += len(data)
 
@@ -198,7 +194,7 @@ class LayerWriter:
         fd, name = tempfile.mkstemp(dir=directory, prefix=".layer-", suffix=".partial")
         os.fchmod(fd, 0o644)
         self._path = Path(name)
-        self._out = _HashingFile(fd)
+        self._out = _HashingFile(fd, hashing=compression != "none")
         self._diff = hashlib.sha256()
         argv = default_gzip_argv() if gzip_argv == "auto" else gzip_argv
         try:
@@ -252,9 +248,9 @@ class LayerWriter:
         except BaseException:
             self._discard()
             raise
-        hexdigest = self._out.hash.hexdigest()
-        return LayerBlob(self._path, "sha256:" + hexdigest, self._out.size, "sha256:" + self._diff.hexdigest(),
-                         self.media_type)
+        diff_id = "sha256:" + self._diff.hexdigest()
+        digest = "sha256:" + self._out.hash.hexdigest() if self._out.hash is not None else diff_id
+        return LayerBlob(self._path, digest, self._out.size, diff_id, self.media_type)
 
     def abort(self) -> None:
         """Stop and remove the partial blob (the stream failed).  Safe to call more than once."""
@@ -288,8 +284,8 @@ class LayerWriter:
 # --------------------------------------------------------------------------------------- config, manifest
 def host_platform(machine: str | None = None) -> tuple[str, str | None]:
     """platform.machine() in Go's naming, as the image-spec wants: 'x86_64' -> ('amd64', None)."""
-    machine = machine or platform.machine()
-    return GOARCH.get(machine, (machine, None))
+    arch = host(machine)
+    return arch.goarch, arch.variant
 
 
 def rfc3339(epoch: int) -> str:
@@ -380,12 +376,93 @@ class Image:
             descriptor["annotations"] = annotations
         return descriptor
 
+    @property
+    def digest(self) -> str:
+        """What a registry's tag points to for it: the manifest's digest."""
+        return self.manifest_digest
+
+    @property
+    def platform(self) -> dict[str, str]:
+        """The image-spec's platform of the image, from its config: architecture, os, variant."""
+        config = json.loads(self.config)
+        keys = ("architecture", "os", "variant")
+        return {key: config[key] for key in keys if config.get(key)}
+
     def blobs(self) -> list[tuple[str, bytes | Path]]:
         """(digest, content) of every blob, sorted by digest."""
+        if self.layer.path is None:
+            raise ExportError("internal error: the layer blob of this image was not kept")
         entries: list[tuple[str, bytes | Path]] = [(self.config_digest, self.config),
                                                    (self.manifest_digest, self.manifest),
                                                    (self.layer.digest, self.layer.path)]
         return sorted(entries, key=lambda entry: entry[0])
+
+    def docker_entries(self, repo_tags: Sequence[str]) -> list[dict]:
+        """This image's entry in docker's manifest.json."""
+        return [{"Config": _blob_path(self.config_digest), "RepoTags": [_tagged(name) for name in repo_tags],
+                 "Layers": [_blob_path(self.layer.digest)]}]
+
+
+@dataclass(frozen=True)
+class ArchImage:
+    """One architecture's image in an index: rpm's name of the architecture (the suffix of its own tags in
+    docker's manifest.json) and the image."""
+
+    arch: str
+    image: Image
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """The images of one name for several platforms: an OCI image index, as a registry serves a
+    multi-architecture tag.  In a layout, index.json points at it (a nested index: what skopeo needs to pick an
+    image, and to copy them all with --all)."""
+
+    images: tuple[ArchImage, ...]
+    index: bytes
+    """The index document: one manifest descriptor per platform, in the order given."""
+    primary: int = 0
+    """The image docker's plain NAME:TAG names (docker 20.10 holds one architecture per tag)."""
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.index)
+
+    @property
+    def created(self) -> int:
+        return max(item.image.created for item in self.images)
+
+    def descriptor(self, annotations: dict[str, str] | None = None) -> dict:
+        descriptor: dict[str, object] = {"mediaType": MEDIA_INDEX, "digest": self.digest, "size": len(self.index)}
+        if annotations:
+            descriptor["annotations"] = annotations
+        return descriptor
+
+    def blobs(self) -> list[tuple[str, bytes | Path]]:
+        entries: dict[str, bytes | Path] = {self.digest: self.index}
+        for item in self.images:
+            entries.update(item.image.blobs())
+        return sorted(entries.items(), key=lambda entry: entry[0])
+
+    def docker_entries(self, repo_tags: Sequence[str]) -> list[dict]:
+        """One entry per architecture, tagged NAME:TAG-ARCH; the primary one also NAME:TAG."""
+        entries = []
+        for position, item in enumerate(self.images):
+            tags = [arch_reference(_tagged(name), item.arch) for name in repo_tags]
+            if position == self.primary:
+                tags = [*repo_tags, *tags]
+            entries += item.image.docker_entries(tags)
+        return entries
+
+
+def build_index(images: Sequence[ArchImage], primary: int = 0) -> ImageIndex:
+    manifests = [{**item.image.descriptor(), "platform": item.image.platform} for item in images]
+    index = canonical_json({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests})
+    return ImageIndex(tuple(images), index, primary)
+
+
+Published = Union[Image, ImageIndex]
+"""What the writers lay out: one image, or an index of one image per platform."""
 
 
 def build_image(layer: LayerBlob, meta: ImageMeta) -> Image:
@@ -417,14 +494,13 @@ def ref_annotations(reference: str) -> dict[str, str]:
     return {ANNOTATION_CONTAINERD_NAME: full, ANNOTATION_REF_NAME: full.rpartition(":")[2]}
 
 
-def oci_index(image: Image, ref_names: Sequence[str]) -> dict:
+def oci_index(image: Published, ref_names: Sequence[str]) -> dict:
     manifests = [image.descriptor(ref_annotations(name)) for name in ref_names] or [image.descriptor()]
     return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
 
 
-def docker_manifest(image: Image, repo_tags: Sequence[str]) -> list:
-    return [{"Config": _blob_path(image.config_digest), "RepoTags": [_tagged(name) for name in repo_tags],
-             "Layers": [_blob_path(image.layer.digest)]}]
+def docker_manifest(image: Published, repo_tags: Sequence[str]) -> list:
+    return image.docker_entries(repo_tags)
 
 
 def _tagged(reference: str) -> str:
@@ -497,7 +573,7 @@ def _tar_entry(name: str, mtime: int, size: int = 0, directory: bool = False) ->
     return info
 
 
-def _stage_layout_tar(path: Path, image: Image, ref_names: Sequence[str], repo_tags: Sequence[str],
+def _stage_layout_tar(path: Path, image: Published, ref_names: Sequence[str], repo_tags: Sequence[str],
                       staging: Staging, label: str) -> None:
     temp = _temp_name(path)
     with _new_file(temp) as out:
@@ -520,7 +596,7 @@ class _Position:
         return self._written
 
 
-def write_layout_tar_to(out: IO[bytes], image: Image, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
+def write_layout_tar_to(out: IO[bytes], image: Published, ref_names: Sequence[str], repo_tags: Sequence[str]) -> None:
     """The archive (an OCI layout that is also a docker archive) written to an open stream: a file, or the stdin
     of `docker load`."""
     files: dict[str, bytes | Path] = {
@@ -545,6 +621,19 @@ def write_layout_tar_to(out: IO[bytes], image: Image, ref_names: Sequence[str], 
                     tar.addfile(_tar_entry(name, mtime, size), source)
 
 
+def write_config_tar_to(out: IO[bytes], image: Image) -> None:
+    """A docker archive of the image's config and manifest.json alone, without the layer: what `docker load`
+    (20.10) needs to make an image of a layer it has already (found by its diff_id: docker's loader skips a layer
+    it has, never opening its member)."""
+    files = {"manifest.json": canonical_json(docker_manifest(image, ())), _blob_path(image.config_digest): image.config}
+    stream = out if out.seekable() else _Position(out)
+    with tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[arg-type]
+        for directory in ("blobs", "blobs/sha256"):
+            tar.addfile(_tar_entry(directory, image.created, directory=True))
+        for name in sorted(files):
+            tar.addfile(_tar_entry(name, image.created, len(files[name])), io.BytesIO(files[name]))
+
+
 def _archive_target(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         raise ExportError(f"{path} is a directory; an archive output needs a file path")
@@ -552,7 +641,7 @@ def _archive_target(path: Path) -> None:
 
 # Each writer comes in two steps: stage_* writes under temp names beside the path and adds the moves to a
 # Staging (a build publishes them only after its smoke test); write_* stages and publishes at once.
-def stage_oci_archive(path: Path, image: Image, ref_names: Sequence[str], staging: Staging,
+def stage_oci_archive(path: Path, image: Published, ref_names: Sequence[str], staging: Staging,
                       label: str | None = None) -> None:
     """``ref_names``: image references (NAME[:TAG]); one index.json entry each (see ref_annotations), and the
     RepoTags of manifest.json.  A tar of an OCI image layout, with docker's manifest.json too (so that docker
@@ -562,7 +651,7 @@ def stage_oci_archive(path: Path, image: Image, ref_names: Sequence[str], stagin
                                                                   label or f"oci-archive:{path}"))
 
 
-def stage_docker_archive(path: Path, image: Image, repo_tags: Sequence[str], staging: Staging,
+def stage_docker_archive(path: Path, image: Published, repo_tags: Sequence[str], staging: Staging,
                          label: str | None = None) -> None:
     """A docker-archive for docker load (20.10+) and podman load: manifest.json into an OCI layout."""
     _archive_target(path)
@@ -570,7 +659,7 @@ def stage_docker_archive(path: Path, image: Image, repo_tags: Sequence[str], sta
                                                                      label or f"docker-archive:{path}"))
 
 
-def stage_oci_dir(path: Path, image: Image, ref_names: Sequence[str], staging: Staging,
+def stage_oci_dir(path: Path, image: Published, ref_names: Sequence[str], staging: Staging,
                   label: str | None = None) -> None:
     """An OCI image layout directory.  A new one is made under a temp name, to be renamed into place; into an
     existing layout (or an empty dir) the new blobs are to be added and index.json replaced last, where manifests
@@ -578,15 +667,15 @@ def stage_oci_dir(path: Path, image: Image, ref_names: Sequence[str], staging: S
     _write_or_fail("oci", path, lambda: _stage_oci_dir(path, image, ref_names, staging, label or f"oci:{path}"))
 
 
-def write_oci_archive(path: Path, image: Image, ref_names: Sequence[str]) -> None:
+def write_oci_archive(path: Path, image: Published, ref_names: Sequence[str]) -> None:
     _write_now("oci-archive", path, lambda staging: stage_oci_archive(path, image, ref_names, staging))
 
 
-def write_docker_archive(path: Path, image: Image, repo_tags: Sequence[str]) -> None:
+def write_docker_archive(path: Path, image: Published, repo_tags: Sequence[str]) -> None:
     _write_now("docker-archive", path, lambda staging: stage_docker_archive(path, image, repo_tags, staging))
 
 
-def write_oci_dir(path: Path, image: Image, ref_names: Sequence[str]) -> None:
+def write_oci_dir(path: Path, image: Published, ref_names: Sequence[str]) -> None:
     _write_now("oci", path, lambda staging: stage_oci_dir(path, image, ref_names, staging))
 
 
@@ -595,7 +684,7 @@ STAGERS: dict[str, Callable[..., None]] = {
 }
 
 
-def stage_output(output: "Output", image: Image, names: Sequence[str], staging: Staging) -> None:
+def stage_output(output: "Output", image: Published, names: Sequence[str], staging: Staging) -> None:
     """One --output, written under temp names beside its path; staging.publish() moves it into place."""
     STAGERS[output.format](output.path, image, names, staging, f"output {output}")
 
@@ -619,7 +708,7 @@ def is_oci_layout(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and layout.is_file() and not layout.is_symlink()
 
 
-def _stage_oci_dir(path: Path, image: Image, ref_names: Sequence[str], staging: Staging, label: str) -> None:
+def _stage_oci_dir(path: Path, image: Published, ref_names: Sequence[str], staging: Staging, label: str) -> None:
     _no_symlink(path)
     if not path.exists():
         temp = _temp_name(path)
@@ -662,7 +751,7 @@ def _stage_bytes(staged: Path, target: Path, write: Callable[[IO[bytes]], object
     staging.add(staged, target, label)
 
 
-def _fill_layout(root: Path, image: Image, ref_names: Sequence[str]) -> None:
+def _fill_layout(root: Path, image: Published, ref_names: Sequence[str]) -> None:
     blobs = root / "blobs" / "sha256"
     for directory in (root / "blobs", blobs):
         _no_symlink(directory)
@@ -680,7 +769,7 @@ def _fill_layout(root: Path, image: Image, ref_names: Sequence[str]) -> None:
         out.write(canonical_json(index))
 
 
-def _merged_index(index_path: Path, image: Image, ref_names: Sequence[str]) -> dict:
+def _merged_index(index_path: Path, image: Published, ref_names: Sequence[str]) -> dict:
     ours = oci_index(image, ref_names)
     if not index_path.exists():
         return ours

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import cache, deliver, export, fullfs, gpgcheck, mounts, provenance, reproducible, rpmdb, sbom
+from . import cache, deliver, export, fullfs, gpgcheck, mounts, multiarch, provenance, reproducible, rpmdb, sbom
+from .arch import is_host
 from .context import BUILD_ID_LABEL, SMOKE_DEFAULT, SMOKE_EXPECTED, BuildContext
 from .customize import apply_profile
 from .devices import make_device_nodes
@@ -40,6 +41,9 @@ class Stage:
     title: str
     run: Callable[[BuildContext], None]
     wanted: Callable[[BuildContext], bool] = lambda ctx: True
+    once: bool = False
+    """Run once for the whole build, over every architecture's image; otherwise once per architecture, in
+    that architecture's context (mkimage.multiarch)."""
 
 
 # ------------------------------------------------------------------------------------------- rootfs
@@ -210,9 +214,10 @@ def smoke_test(ctx: BuildContext) -> None:
     the profile's smoke.timeout."""
     assert ctx.image_id is not None
     commands = [ctx.spec.smoke_cmd, *ctx.profile.smoke]
+    platform = None if is_host(ctx.spec.arch) else ctx.spec.arch.engine_platform
     timeout = ctx.profile.smoke_timeout
     for command in commands:
-        argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command)
+        argv = ctx.engine.run_argv(ctx.image_id, ctx.smoke_container, command, platform)
         ctx.result.smoke_commands.append(list(command))
         result = run_captured(argv, log=ctx.log, timeout=timeout)
         if result.timed_out:
@@ -234,6 +239,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("devices", "Making /dev nodes", make_devices),
     Stage("yumvars", "Copying the host's yum vars", copy_yum_vars),
     Stage("inputs", "Reading the repositories' metadata", provenance.work_out_inputs),
+    Stage("unchanged", "Looking for an image built from the same inputs", provenance.skip_unchanged,
+          lambda ctx: ctx.spec.skip_unchanged, once=True),
     Stage("install", "Installing packages", install_packages),
     Stage("clean", "Cleaning package caches", clean_packages),
     Stage("profile", "Applying the profile", apply_profile),
@@ -245,11 +252,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("smoke", "Smoke-testing the image", smoke_test,
           lambda ctx: ctx.spec.uses_engine and ctx.spec.smoke_test),
     Stage("sbom", "Writing the SBOM", sbom.stage, lambda ctx: bool(ctx.spec.sboms)),
+    Stage("agree", "Checking the architectures' images agree", multiarch.agree,
+          lambda ctx: ctx.spec.multi_arch and not ctx.spec.rootfs_only, once=True),
+    Stage("outputs", "Writing the outputs aside", export.write_outputs,
+          lambda ctx: bool(ctx.spec.outputs) or ctx.spec.push, once=True),
     # delivery, in this order (deliver.py): nothing moves before every product is ready; a failure puts it back
-    Stage("publish", "Moving the outputs into place", deliver.publish_files, deliver.has_files),
-    Stage("tag", "Tagging", deliver.tag, lambda ctx: ctx.spec.uses_engine),
-    Stage("push", "Pushing to the registry", deliver.push, lambda ctx: ctx.spec.push),
-    Stage("finish", "Removing what this build replaced", deliver.finish, deliver.delivers),
+    Stage("publish", "Moving the outputs into place", deliver.publish_files, deliver.has_files, once=True),
+    Stage("tag", "Tagging", deliver.tag, lambda ctx: ctx.spec.uses_engine, once=True),
+    Stage("push", "Pushing to the registry", deliver.push, lambda ctx: ctx.spec.push, once=True),
+    Stage("finish", "Removing what this build replaced", deliver.finish, deliver.delivers, once=True),
 )
 
 
@@ -258,7 +269,7 @@ def cleanup(ctx: BuildContext) -> None:
     """Leave nothing: no container, no untagged image, no mount, no temp dir (unless --keep-rootfs); put back what
     a build that did not get through delivery moved.  Every step runs, whatever the one before it did."""
     problems: list[str] = []
-    for step in CLEANUP_STEPS:
+    for step in cleanup_steps(ctx):
         try:
             step(ctx, problems)
         except Exception as err:  # noqa: BLE001 - a cleanup step that fails must not stop the next
@@ -356,6 +367,16 @@ CLEANUP_STEPS: tuple[Callable[[BuildContext, list[str]], None], ...] = (
 )
 
 
+def cleanup_steps(ctx: BuildContext) -> tuple[Callable[[BuildContext, list[str]], None], ...]:
+    """A multi-architecture build puts back its delivery once, as a whole, before each architecture's own
+    cleanup (its cache, container, untagged image, rootfs)."""
+    if ctx.arch_contexts:
+        return (put_back_undelivered,)
+    if ctx.whole is not None:
+        return tuple(step for step in CLEANUP_STEPS if step is not put_back_undelivered)
+    return CLEANUP_STEPS
+
+
 def run_stage(ctx: BuildContext, stage: Stage) -> None:
     """Run one stage under its heading; its time is recorded whether it succeeds or not.  A full file system is
     named in the stage's own error; a log that could not be written fails the build once the stage is done."""
@@ -418,13 +439,14 @@ def build(ctx: BuildContext) -> None:
     with SignalGuard() as guard, build_umask():
         if not mounts.enter_private_namespace():
             ctx.ui.detail("no private mount namespace here: mounts are made in the host's, removed at cleanup")
+        multiarch.split(ctx)
         try:
-            for stage in STAGES:
-                if stage.wanted(ctx):
-                    run_stage(ctx, stage)
-            ctx.completed = True
+            multiarch.run_stages(ctx, STAGES, run_stage)
+            for each in ctx.per_arch:
+                each.completed = ctx.completed = True
         finally:
             guard.shielded = True
-            run_stage(ctx, CLEANUP)
+            for each in [ctx, *ctx.arch_contexts]:
+                run_stage(each, CLEANUP)
         if guard.received is not None:
             raise Interrupted(guard.received)

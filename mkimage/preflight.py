@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import arch as archs
 from . import installer, oci, publish, sandbox
 from .installer import config as installer_config
 from .installer.config import ConfigAnswer
 from .installer.yum import Yum
 from .engine import Engine, missing_engine_problem, select_engine
-from .context import SMOKE_DEFAULT, BuildSpec
+from .context import SMOKE_DEFAULT, ArchTarget, BuildSpec
 from .errors import Problems
 from .pipeline import TMPFS_SIZE_ENV, parse_size
 from .profile import Profile
@@ -58,6 +60,8 @@ class Request:
     extra_tags: tuple[str, ...] = ()
     keep_replaced: bool = False
     sandbox: bool = True
+    arches: tuple[str, ...] = ()
+    """--arch as given (repeatable, comma-separated); empty: this host's."""
 
 
 def default_tmpdir() -> Path:
@@ -137,11 +141,42 @@ def sandbox_probe_problem() -> str | None:
     return sandbox.probe_problem(result.returncode, result.tail)
 
 
-def config_problems(request: Request, manager: installer.PackageManager) -> tuple[ConfigAnswer | None, list[str]]:
-    answer = installer_config.ask(manager, request.config, request.releasever, sandboxed=request.sandbox)
+def config_problems(request: Request, manager: installer.PackageManager,
+                    arch: archs.Arch | None = None) -> tuple[ConfigAnswer | None, list[str]]:
+    """The package manager's reading of the config (for arch: its $basearch and $arch) and its problems."""
+    forcearch = archs.forcearch(arch) if arch is not None else ""
+    answer = installer_config.ask(manager, request.config, request.releasever, sandboxed=request.sandbox,
+                                  forcearch=forcearch)
     if isinstance(answer, str):
         return None, [answer]
     return answer, installer_config.problems(answer)
+
+
+def target_problems(request: Request, manager: installer.PackageManager,
+                    arches: Sequence[archs.Arch]) -> tuple[tuple[ArchTarget, ...], list[str]]:
+    """The config as the package manager reads it for each architecture; the problems, each said once."""
+    targets: list[ArchTarget] = []
+    problems: list[str] = []
+    with ThreadPoolExecutor(max_workers=len(arches)) as pool:  # each asks a sandboxed dnf: side by side
+        answers = list(pool.map(lambda arch: config_problems(request, manager, arch), arches))
+    for arch, (answer, found) in zip(arches, answers):
+        if answer is not None:
+            targets.append(ArchTarget(arch, answer))
+        problems += [problem for problem in found if problem not in problems]
+    return tuple(targets), problems
+
+
+def arch_problems(arches: Sequence[archs.Arch], manager: installer.PackageManager | None,
+                  tags: Sequence[str]) -> list[str]:
+    """What each asked architecture needs of this host (qemu-user with binfmt F) and of the package manager,
+    and the NAME:TAG-ARCH tags of a multi-architecture build."""
+    problems = [p for arch in arches for p in (archs.binfmt_problem(arch),) if p]
+    if manager is not None:
+        problems += [p for arch in arches for p in (archs.package_manager_problem(arch, manager.name),) if p]
+    if len(arches) > 1:
+        problems += [f"--arch: {problem}" for tag in tags for arch in arches
+                     if (problem := tag_problem(f"{tag}-{arch}"))]
+    return problems
 
 
 def option_problems(request: Request) -> list[str]:
@@ -221,6 +256,7 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
     """The BuildSpec, or Problems listing everything that is wrong."""
     name_problems, name, explicit_tag = reference_problems(request.reference, request.tag)
     manager, manager_problem = installer.detect(request.pkg_manager)
+    arches, parse_problems = archs.parse(request.arches)
     epoch, epoch_problem = source_date_epoch()
     outputs, outputs_problems = output_problems(request, name, [t for t in (explicit_tag, *request.extra_tags) if t])
     config_problem = installer.config_file_problem(request.config)
@@ -241,20 +277,23 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         epoch_problem,
         reproducible_problem(request, manager, epoch),
         *outputs_problems,
+        *parse_problems,
+        *arch_problems(arches, manager, [t for t in (explicit_tag, *request.extra_tags) if t]),
     ]
     problems = [problem for problem in candidates if problem]
     engine: Engine | None = None
-    answer: ConfigAnswer | None = None
+    targets: tuple[ArchTarget, ...] = ()
     if not problems:  # these ask other programs: only worth it once everything else is right
         assert manager is not None
         sandbox_problem = sandbox_probe_problem() if request.sandbox else None
         if sandbox_problem is None:
-            answer, problems = config_problems(request, manager)
+            targets, problems = target_problems(request, manager, arches)
         engine, engine_problem_list = engine_problems(request, profile)
         problems = [problem for problem in (sandbox_problem,) if problem] + problems + engine_problem_list
     if problems:
         raise Problems(problems)
-    assert manager is not None and answer is not None
+    assert manager is not None and targets
+    answer = targets[0].config_answer
     return BuildSpec(
         name=name, explicit_tag=explicit_tag, config=answer.config, package_manager=manager,
         releasever=request.releasever, config_answer=answer, profile=profile, tmpdir=request.tmpdir,
@@ -266,4 +305,5 @@ def check(request: Request, profile: Profile, profile_problems: Sequence[str] = 
         sboms=request.sboms,
         engine=engine, extra_tags=tuple(dict.fromkeys(request.extra_tags)), keep_replaced=request.keep_replaced,
         sandbox=request.sandbox, outputs=outputs, push=request.push, registry=registry_options(request, name),
+        arch=targets[0].arch, targets=targets,
     )

@@ -60,6 +60,7 @@ def inputs_document(ctx: BuildContext, repositories: dict[str, str]) -> dict[str
     return {
         "mkimage": __version__,
         "package_manager": spec.package_manager.name,
+        "arch": spec.arch.name,
         "releasever": spec.config_answer.releasever or spec.releasever,
         "repositories": repositories,
         "profile": profile_data(ctx),
@@ -136,13 +137,23 @@ def _build_times(primary: Path) -> list[int] | None:
 
 
 # ------------------------------------------------------------------------------------ --skip-unchanged
-def matching_reference(name: str, tag: str | None, references: list[str]) -> str | None:
-    """NAME:TAG among the references of images built from the same inputs (any tag when none was asked)."""
+def matching_tags(name: str, tag: str | None, references: list[str], suffix: str = "") -> list[str]:
+    """The tags of NAME among the references of images built from the same inputs (TAG only, when asked), each
+    without the suffix it must end with (-ARCH: one architecture's tag of a multi-architecture build)."""
+    tags = []
     for reference in sorted(references):
         image_name, _, image_tag = reference.rpartition(":")
-        if image_name == name and (tag is None or image_tag == tag):
-            return reference
-    return None
+        bare = image_tag[:len(image_tag) - len(suffix)] if suffix and image_tag.endswith(suffix) else None
+        bare = image_tag if not suffix else bare
+        if image_name == name and bare and (tag is None or bare == tag):
+            tags.append(bare)
+    return tags
+
+
+def matching_reference(name: str, tag: str | None, references: list[str]) -> str | None:
+    """NAME:TAG among the references of images built from the same inputs (any tag when none was asked)."""
+    tags = matching_tags(name, tag, references)
+    return f"{name}:{tags[0]}" if tags else None
 
 
 # ------------------------------------------------------------------------------------------- the stage
@@ -160,25 +171,37 @@ def work_out_inputs(ctx: BuildContext) -> None:
     if ctx.epoch is not None:
         ctx.result.created, ctx.result.reproducible = ctx.epoch, True
     ctx.ui.info(f"inputs {ctx.result.inputs[:19]} from {len(repositories)} repositories")
-    if ctx.spec.skip_unchanged:
-        existing = unchanged_image(ctx)
-        if existing:
-            raise Unchanged(existing)
+
+
+def skip_unchanged(ctx: BuildContext) -> None:
+    """--skip-unchanged: the build ends here when NAME[:TAG] already carries this build's inputs, for every
+    architecture (an index whose manifests are all unchanged is unchanged)."""
+    existing = unchanged_image(ctx)
+    if existing:
+        raise Unchanged(existing)
 
 
 def unchanged_image(ctx: BuildContext) -> str | None:
     """NAME[:TAG] built from the same inputs: in the registry with --push (where the product is), else in the
-    engine."""
-    inputs = ctx.result.inputs
-    assert inputs is not None
+    engine (with several architectures: NAME:TAG-ARCH of each)."""
     if ctx.spec.push and ctx.spec.registry is not None:
         reference = f"{ctx.spec.name}:{ctx.spec.explicit_tag}"
-        labels = publish.remote_labels(reference, ctx.spec.registry, ctx.log) or {}
-        return reference if labels.get(INPUTS_LABEL) == inputs else None
+        for each in ctx.per_arch:
+            arch = each.spec.arch if ctx.spec.multi_arch else None
+            labels = publish.remote_labels(reference, ctx.spec.registry, ctx.log, arch) or {}
+            if labels.get(INPUTS_LABEL) != each.result.inputs:
+                return None
+        return reference
     if ctx.spec.engine is None:
         return None
-    built = ctx.engine.references_with_label(ctx.spec.name, (INPUTS_LABEL, inputs), ctx.log)
-    return matching_reference(ctx.spec.name, ctx.spec.explicit_tag, built)
+    common: set[str] | None = None
+    for each in ctx.per_arch:
+        assert each.result.inputs is not None
+        suffix = f"-{each.spec.arch}" if ctx.spec.multi_arch else ""
+        built = ctx.engine.references_with_label(ctx.spec.name, (INPUTS_LABEL, each.result.inputs), ctx.log)
+        tags = set(matching_tags(ctx.spec.name, ctx.spec.explicit_tag, built, suffix))
+        common = tags if common is None else common & tags
+    return f"{ctx.spec.name}:{min(common)}" if common else None
 
 
 def derive_epoch(ctx: BuildContext, repo_ids: set[str]) -> int:

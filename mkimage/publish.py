@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
+    from .arch import Arch
     from .context import BuildContext
 from .errors import MkimageError, PushError
 from .reference import split_reference
@@ -243,16 +244,25 @@ def _authfile_args(options: RegistryOptions, prefix: str = "") -> list[str]:
     return [f"--{prefix}authfile={options.authfile}"] if options.authfile is not None else []
 
 
-def inspect_argv(reference: str, options: RegistryOptions, *, config: bool = False) -> list[str]:
-    """The raw manifest (to hash), or with config=True the image's config JSON (labels)."""
-    return [SKOPEO, "inspect", "--config" if config else "--raw", *_authfile_args(options),
-            *_tls_args(options, ""), f"docker://{reference}"]
+def inspect_argv(reference: str, options: RegistryOptions, *, config: bool = False,
+                 arch: Arch | None = None) -> list[str]:
+    """The raw manifest (to hash), or with config=True the image's config JSON (labels); arch: the config of
+    that architecture's image, when the reference is an index."""
+    return [SKOPEO, "inspect", "--config" if config else "--raw", *override_args(arch),
+            *_authfile_args(options), *_tls_args(options, ""), f"docker://{reference}"]
+
+
+def override_args(arch: Arch | None) -> list[str]:
+    """skopeo's choice of one architecture's image in an index (none: this host's)."""
+    if arch is None:
+        return []
+    return ["--override-arch", arch.goarch, *(["--override-variant", arch.variant] if arch.variant else [])]
 
 
 def push_archive_argv(archive: Path, destination: str, options: RegistryOptions) -> list[str]:
     """Blobs and manifest from the archive, unchanged (--preserve-digests), to REPO@DIGEST: no tag moves."""
-    return [SKOPEO, "copy", "--preserve-digests", *_authfile_args(options, "dest-"), *_tls_args(options, "dest-"),
-            f"oci-archive:{archive}", f"docker://{destination}"]
+    return [SKOPEO, "copy", "--all", "--preserve-digests", *_authfile_args(options, "dest-"),
+            *_tls_args(options, "dest-"), f"oci-archive:{archive}", f"docker://{destination}"]
 
 
 def retag_argv(source: str, destination: str, options: RegistryOptions) -> list[str]:
@@ -375,8 +385,9 @@ def with_retries(run: Callable[[], CommandResult], options: RegistryOptions, log
         sleep(delay)
 
 
-def _inspect(reference: str, options: RegistryOptions, log: BuildLog, *, config: bool = False) -> Outcome:
-    argv = inspect_argv(reference, options, config=config)
+def _inspect(reference: str, options: RegistryOptions, log: BuildLog, *, config: bool = False,
+             arch: Arch | None = None) -> Outcome:
+    argv = inspect_argv(reference, options, config=config, arch=arch)
     return with_retries(lambda: run_captured(argv, log=log, timeout=INSPECT_TIMEOUT), options, log)
 
 
@@ -405,10 +416,11 @@ def current_digest(target: Target, options: RegistryOptions, log: BuildLog) -> s
     raise _fail(outcome, target.repository, options, log)
 
 
-def remote_labels(reference: str, options: RegistryOptions, log: BuildLog) -> dict[str, str] | None:
-    """The labels of the image REFERENCE (NAME:TAG) in the registry; None when the tag does not exist.
-    Raises PushError when the registry cannot be asked (auth, TLS, network)."""
-    outcome = _inspect(reference, options, log, config=True)
+def remote_labels(reference: str, options: RegistryOptions, log: BuildLog,
+                  arch: Arch | None = None) -> dict[str, str] | None:
+    """The labels of the image REFERENCE (NAME:TAG) in the registry (of arch's image, when it is an index);
+    None when the tag does not exist.  Raises PushError when the registry cannot be asked (auth, TLS, network)."""
+    outcome = _inspect(reference, options, log, config=True, arch=arch)
     if outcome.failure is not None:
         if outcome.failure.not_found:
             return None
@@ -432,10 +444,44 @@ def _no_progress(step: str) -> None:
 
 
 def push(archive: Path, manifest_digest: str, references: Sequence[str], options: RegistryOptions,
-         log: BuildLog, on_progress: Progress = _no_progress) -> list[str]:
+         log: BuildLog, on_progress: Progress = _no_progress, manifests: Sequence[str] = ()) -> list[str]:
     """Push the oci-archive to every NAME:TAG; returns one 'NAME:TAG@sha256:...' line per tag.
     On failure raises PushError, with every tag pointing where it pointed before (details say otherwise).
-    on_progress gets one short sentence per step ('pushing REPO@sha256:...', 'tagging NAME:TAG')."""
+    on_progress gets one short sentence per step ('pushing REPO@sha256:...', 'tagging NAME:TAG').
+    manifests: when manifest_digest is an index's, the digests of the manifests it lists, each read back."""
+    pushed = _push_tags(archive, manifest_digest, references, options, log, on_progress)
+    for repository in dict.fromkeys(split_reference(reference).name for reference in references):
+        verify_manifests(repository, manifest_digest, manifests, options, log, on_progress)
+    return pushed
+
+
+def verify_manifests(repository: str, index_digest: str, expected: Sequence[str], options: RegistryOptions,
+                     log: BuildLog, on_progress: Progress = _no_progress) -> None:
+    """The registry's index lists exactly the built manifests, and each one reads back with its digest."""
+    if not expected:
+        return
+    on_progress(f"reading back the {len(expected)} manifests of {repository}@{index_digest}")
+    outcome = _inspect(f"{repository}@{index_digest}", options, log)
+    if outcome.failure is not None:
+        raise _fail(outcome, repository, options, log)
+    try:
+        listed = [item["digest"] for item in json.loads(outcome.result.stdout)["manifests"]]
+    except (ValueError, KeyError, TypeError):
+        listed = []
+    if listed != list(expected):
+        raise PushError("registry", f"push to {repository} failed (registry): its index {index_digest} lists "
+                        f"{', '.join(listed) or 'no manifest'}, not the built {', '.join(expected)}", log_path=log.path)
+    for digest in expected:
+        outcome = _inspect(f"{repository}@{digest}", options, log)
+        if outcome.failure is not None:
+            raise _fail(outcome, repository, options, log)
+        if manifest_digest_of(outcome.result.stdout) != digest:
+            raise PushError("registry", f"push to {repository} failed (registry): the manifest read back as "
+                            f"{digest} has another digest", log_path=log.path)
+
+
+def _push_tags(archive: Path, manifest_digest: str, references: Sequence[str], options: RegistryOptions,
+               log: BuildLog, on_progress: Progress) -> list[str]:
     if not DIGEST_RE.match(manifest_digest):
         raise MkimageError(f"internal error: {manifest_digest!r} is not a sha256 manifest digest")
     problem = archive_problem(archive)
@@ -520,12 +566,16 @@ def restore_tags(touched: Sequence[Target], previous: Mapping[Target, str | None
 
 # ------------------------------------------------------------------------------------------- the stage
 def push_stage(ctx: BuildContext) -> None:
-    """Push the image mkimage wrote (the one whose layer the engine smoke-tested) to every tag of NAME."""
-    assert ctx.oci_image is not None and ctx.push_archive is not None and ctx.spec.registry is not None
+    """Push the image mkimage wrote (the one whose layer the engine smoke-tested) to every tag of NAME; with
+    several architectures, the index with all their images."""
+    from .oci import ImageIndex
+    published = ctx.published
+    assert published is not None and ctx.push_archive is not None and ctx.spec.registry is not None
     options = ctx.spec.registry
     warning = tls_warning(options, registry_host(ctx.spec.name))
     if warning:
         ctx.ui.warn(warning)
         ctx.result.warnings.append(warning)
-    ctx.result.pushed = push(ctx.push_archive, ctx.oci_image.manifest_digest, ctx.references, options, ctx.log,
-                             on_progress=ctx.ui.info)
+    manifests = [item.image.manifest_digest for item in published.images] if isinstance(published, ImageIndex) else []
+    ctx.result.pushed = push(ctx.push_archive, published.digest, ctx.references, options, ctx.log,
+                             on_progress=ctx.ui.info, manifests=manifests)

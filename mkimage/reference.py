@@ -66,3 +66,10 @@ def fallback_tag(name: str) -> str:
     """The script used NAME as the tag when it found no version; a name with a path needs its last part."""
     last = name.rsplit("/", 1)[-1]
     return last if tag_problem(last) is None else "latest"
+
+
+def arch_reference(reference: str, arch: str) -> str:
+    """NAME:TAG-ARCH, the tag of one architecture of a multi-architecture image in an engine that holds one
+    architecture per tag: 'base/el9:9.4' -> 'base/el9:9.4-aarch64'."""
+    ref = split_reference(reference)
+    return f"{ref.name}:{ref.tag or 'latest'}-{arch}"

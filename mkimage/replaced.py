@@ -3,6 +3,7 @@ container in any state), never forced, so the engine itself refuses whatever sta
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -25,9 +26,10 @@ def previous_images(engine: Engine, references: Iterable[str], log: BuildLog | N
     return {reference: image_id for reference, image_id in found.items() if image_id}
 
 
-def replaced_ids(previous: Mapping[str, str], new_id: str) -> list[str]:
-    """The distinct old images that are not the new one, in reference order."""
-    return [image_id for image_id in dict.fromkeys(previous.values()) if image_id != new_id]
+def replaced_ids(previous: Mapping[str, str], new_ids: str | Iterable[str]) -> list[str]:
+    """The distinct old images that are not a new one, in reference order."""
+    new = {new_ids} if isinstance(new_ids, str) else set(new_ids)
+    return [image_id for image_id in dict.fromkeys(previous.values()) if image_id not in new]
 
 
 CANNOT_INSPECT = "cannot inspect it"
@@ -52,14 +54,18 @@ def remove_unused(engine: Engine, image_ids: list[str], log: BuildLog | None = N
     if not image_ids:
         return outcome
     container_images = engine.container_image_ids(log)
+    reasons = {image_id: keep_reason(image_id, engine.image_tags(image_id, log), container_images)
+               for image_id in image_ids}
+    unused = [image_id for image_id, reason in reasons.items() if reason is None]
+    if unused:  # each removal deletes a tree in the engine's storage: several (one per architecture) side by side
+        with ThreadPoolExecutor(max_workers=len(unused)) as pool:
+            reasons.update(zip(unused, pool.map(lambda image_id: _remove(engine, image_id, log), unused)))
     for image_id in image_ids:
-        reason = keep_reason(image_id, engine.image_tags(image_id, log), container_images)
+        reason = reasons[image_id]
         if reason is None:
-            reason = _remove(engine, image_id, log)
-            if reason is None:
-                outcome.removed.append(image_id)
-                continue
-        elif reason not in (CANNOT_INSPECT, CANNOT_LIST_CONTAINERS):
+            outcome.removed.append(image_id)
+            continue
+        if image_id not in unused and reason not in (CANNOT_INSPECT, CANNOT_LIST_CONTAINERS):
             outcome.kept.append((image_id, reason))
             continue
         outcome.kept.append((image_id, reason))

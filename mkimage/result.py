@@ -117,6 +117,14 @@ class BuildResult:
     not_published: list[str] = field(default_factory=list)
     """What was asked for and is not in place: 'output FORMAT:PATH', 'sbom PATH', 'tag NAME:TAG', 'push NAME:TAG'."""
     smoke_tested: bool = False
+    arch: str | None = None
+    """The architecture this result is of (rpm's name); None for a multi-architecture build's whole result."""
+    platform: str | None = None
+    """Its OCI platform: linux/amd64, linux/arm64/v8."""
+    architectures: dict[str, "BuildResult"] = field(default_factory=dict)
+    """A multi-architecture build's result of each architecture (packages, image, stages, inputs, SBOMs)."""
+    engine_tags: dict[str, str] = field(default_factory=dict)
+    """A multi-architecture build's local tags: {reference: architecture} (docker holds one per tag)."""
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -174,6 +182,21 @@ class BuildResult:
         items.append(("total", f"{sum(self.stages.values()):.1f}s"))
         if self.rootfs_kept and self.rootfs:
             items.append(("rootfs kept", self.rootfs))
+        return items + self.arch_items()
+
+    def arch_items(self) -> list[tuple[str, str]]:
+        """A multi-architecture build: each architecture's image, packages and stage times, and what the
+        engine's tags point to."""
+        items = []
+        for reference, arch in self.engine_tags.items():
+            items.append(("engine tag", f"{reference} -> {arch}"))
+        for arch, result in self.architectures.items():
+            image = f"image {result.image_id[:19]}, " if result.image_id else ""
+            items.append((arch, f"{image}{len(result.packages)} packages, {result.platform}"))
+            items += [(f"{arch} {key}", value) for key, value in result.summary_items()
+                      if key in ("scriptlet failed", "warning", "rpm database", "rootfs kept")]
+            stage_times = " ".join(f"{name}={seconds:.1f}s" for name, seconds in result.stages.items())
+            items.append((f"{arch} stages", stage_times))
         return items
 
     def rpmdb_summary(self) -> str:
@@ -188,6 +211,7 @@ class BuildResult:
         data.update(format=REPORT_FORMAT, mkimage_version=__version__, reference=self.reference,
                     package_count=len(self.packages), total_seconds=round(sum(self.stages.values()), 3))
         data["stages"] = {name: round(seconds, 3) for name, seconds in self.stages.items()}
+        data["architectures"] = {arch: result.to_json() for arch, result in self.architectures.items()}
         if self.error is not None:
             data["error"] = capped(self.error)
         return data

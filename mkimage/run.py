@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Mapping, Sequence
@@ -45,7 +46,8 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class BuildLog:
-    """The full output of every command of one build, in a file outside the rootfs.
+    """The full output of every command of one build, in a file outside the rootfs (the architectures of a
+    multi-architecture build write to it side by side, one write at a time).
 
     Writing it never raises: a log on a full file system must not abort the build half-way, nor its cleanup.  The
     first failure is kept in ``error`` (the pipeline turns it into the build's error at the end of the stage) and
@@ -56,18 +58,20 @@ class BuildLog:
         self.error: OSError | None = None
         self._devnull: int | None = None
         self._file: IO[str] | None = None
+        self._lock = threading.RLock()
         try:
             self._file = open(path, "a", encoding="utf-8", errors="replace")
         except OSError as err:
             self.error = err
 
     def _guarded(self, action: Callable[[IO[str]], None]) -> None:
-        if self._file is None:
-            return
-        try:
-            action(self._file)
-        except OSError as err:
-            self._fail(err)
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                action(self._file)
+            except OSError as err:
+                self._fail(err)
 
     def _fail(self, err: OSError) -> None:
         self.error = self.error or err
@@ -144,15 +148,58 @@ def stop_process_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS
             continue
 
 
+class Cancelled(MkimageError):
+    """A command was not started: the build is stopping (another architecture's build failed, or an interrupt)."""
+
+
+class _Running:
+    """Every command mkimage started, so that they can all be stopped at once from the main thread when the
+    architectures of a build run side by side in threads; while stopped, no new command starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+        self._stopping = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            stopping = self._stopping
+        if stopping:
+            stop_process_group(proc, grace=0)
+
+    def check(self, argv: Sequence[str]) -> None:
+        if self._stopping:
+            raise Cancelled(f"{command_name(argv)} not started: the build is stopping")
+
+    def stop_all(self) -> None:
+        """Stop every command still running, each with its whole process group; refuse new ones until resume()."""
+        with self._lock:
+            self._stopping = True
+            procs = list(self._procs)
+        for proc in procs:
+            stop_process_group(proc)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._stopping = False
+
+
+RUNNING = _Running()
+
+
 def spawn(argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: object) -> subprocess.Popen:
     """Start a command in its own session and process group (so a terminal's Ctrl-C reaches mkimage only, and
     mkimage can stop the whole tree), stdin from /dev/null unless given, with the tools' environment."""
     popen.setdefault("stdin", subprocess.DEVNULL)
+    RUNNING.check(argv)
     try:
-        return subprocess.Popen(list(argv), env=dict(env) if env is not None else tool_env(),
+        proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else tool_env(),
                                 start_new_session=True, **popen)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise missing_tool(argv) from None
+    RUNNING.add(proc)
+    return proc
 
 
 def _kill_group_quietly(proc: subprocess.Popen) -> None:

@@ -7,6 +7,7 @@ stdout is kept for the result alone (the image reference), so ``IMAGE=$(mkimage 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Iterator
@@ -36,9 +37,17 @@ class Reporter:
         self.current_stage = ""
 
     def _line(self, text: str) -> None:
+        self.emit(self.current_stage, text)
+
+    def emit(self, where: str, text: str) -> None:
+        """One line, said in a stage (or none): also what each architecture's reporter says through."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        where = f"[{self.current_stage}]" if self.current_stage else ""
-        print(f"{stamp} mkimage{where} {text}", file=self.stream, flush=True)
+        label = f"[{where}]" if where else ""
+        print(f"{stamp} mkimage{label} {text}", file=self.stream, flush=True)
+
+    def for_arch(self, arch: str) -> "Reporter":
+        """What one architecture of a multi-architecture build says, side by side with the others."""
+        return ArchReporter(self, arch)
 
     @contextmanager
     def stage(self, name: str, title: str) -> Iterator[None]:
@@ -130,6 +139,9 @@ class RichReporter(Reporter):
     def _print(self, text: str) -> None:
         self.console.print(text)
 
+    def emit(self, where: str, text: str) -> None:
+        self.console.print(f"  [{where}] {text}" if where else f"  {text}")
+
     def info(self, text: str) -> None:
         if self.verbosity >= NORMAL:
             self._print(f"  {text}")
@@ -164,6 +176,29 @@ class RichReporter(Reporter):
 
     def close(self) -> None:
         self._stop_progress()
+
+
+class ArchReporter(Reporter):
+    """One architecture's stages, said through its build's reporter as plain lines labelled with the
+    architecture (`mkimage[aarch64:install] ...`): the architectures build side by side, so there is no one
+    current stage for a spinner."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, parent: Reporter, arch: str) -> None:
+        super().__init__(parent.verbosity, parent.stream)
+        self.parent, self.arch = parent, arch
+
+    def emit(self, where: str, text: str) -> None:
+        with self._lock:
+            self.parent.emit(f"{self.arch}:{where}" if where else self.arch, text)
+
+    def tool_output(self, line: str) -> None:
+        if self.verbosity >= VERBOSE:
+            self.emit(self.current_stage, f"| {line}")
+
+    def summary(self, result: "BuildResult") -> None:
+        pass
 
 
 def make_reporter(verbosity: int, stream: IO[str] | None = None) -> Reporter:

@@ -7,7 +7,11 @@ MKIMAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$MKIMAGE_ROOT/.venv"
 APT_PACKAGES=(dnf rpm createrepo-c docker.io busybox-static python3 python3-venv tar coreutils util-linux iptables
               skopeo docker-registry apache2-utils openssl podman runc uidmap slirp4netns fuse-overlayfs
-              containernetworking-plugins conmon catatonit isal bubblewrap gcc libc6-dev gnupg diffoscope-minimal)
+              containernetworking-plugins conmon catatonit isal bubblewrap gcc libc6-dev gnupg diffoscope-minimal
+              qemu-user-static binfmt-support)
+# The architecture the tests build besides this host's (rpm's name), run under qemu-user through binfmt_misc; its
+# programs come from Debian's packages for it (scripts/make-test-repo.py --arch), so dpkg must know it.
+if [ "$(uname -m)" = aarch64 ]; then FOREIGN_ARCH=x86_64; FOREIGN_DEB_ARCH=amd64; else FOREIGN_ARCH=aarch64; FOREIGN_DEB_ARCH=arm64; fi
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/mkimage-dockerd.log}
 STARTED_DOCKERD_PID=""
 
@@ -60,6 +64,26 @@ venv_made_by() {  # venv_made_by PYTHON
     fi
 }
 
+ensure_foreign_dpkg_arch() {
+    dpkg --print-foreign-architectures | grep -qx "$FOREIGN_DEB_ARCH" && return 0
+    say "dpkg --add-architecture $FOREIGN_DEB_ARCH (the $FOREIGN_ARCH test repository is made from Debian's packages)"
+    dpkg --add-architecture "$FOREIGN_DEB_ARCH"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+}
+
+ensure_binfmt() {
+    # qemu-user-static registers its interpreters with flags PF, but only where binfmt_misc is mounted and
+    # update-binfmts could run (not in a fresh container or chroot): do both here.
+    if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+        say "mounting binfmt_misc"
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    if ! head -n 1 "/proc/sys/fs/binfmt_misc/qemu-$FOREIGN_ARCH" 2>/dev/null | grep -qx enabled; then
+        say "update-binfmts --enable qemu-$FOREIGN_ARCH"
+        update-binfmts --enable "qemu-$FOREIGN_ARCH"
+    fi
+}
+
 ensure_venv() {
     local python
     python=$(venv_python)
@@ -106,7 +130,9 @@ ensure_dockerd() {
 
 setup_all() {
     require_root
+    ensure_foreign_dpkg_arch
     ensure_packages "${APT_PACKAGES[@]}"
+    ensure_binfmt
     ensure_venv
     ensure_dockerd
 }

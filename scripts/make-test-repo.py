@@ -11,9 +11,19 @@ plus generated demo content, and are built with ``rpmbuild`` and indexed with
     OUT/yum.conf        dnf config: dnf -c OUT/yum.conf --installroot=ROOT --releasever=/ ...
     OUT/yum.repos.d/    empty directory, so that no host repository is ever read
 
+With several architectures (``--arch x86_64,aarch64``) there is one repository per architecture,
+``OUT/repo-ARCH/``, and yum.conf's baseurl is ``file://OUT/repo-$basearch/``, as a distribution's is.
+
+A foreign architecture's programs come from Debian's packages for it (bash, busybox-static, libc6, libtinfo6,
+fetched with ``apt-get download PKG:DEBARCH`` and unpacked with ``dpkg-deb -x``; the architecture must be known
+to dpkg: ``dpkg --add-architecture arm64 && apt-get update``), its libraries listed from the ELF files
+themselves (``ldd`` cannot read a foreign binary), its RPMs built with ``rpmbuild --target ARCH``.  The rpm
+variants and the hostile package (this host's rpm, a program compiled here) exist for the host's architecture
+only.
+
 Usage::
 
-    scripts/make-test-repo.py --out DIR [--size small|realistic|large]
+    scripts/make-test-repo.py --out DIR [--size small|realistic|large] [--arch ARCH[,ARCH...]]
 
 The path of the config file is printed on stdout; progress goes to stderr.
 Re-running into the same DIR replaces the previous output.
@@ -26,6 +36,7 @@ import concurrent.futures
 import fcntl
 import hashlib
 import os
+import platform
 import random
 import re
 import shutil
@@ -153,6 +164,8 @@ class BuildJob:
     packages: list[Package]
     noarch: bool
     payload: str
+    target: str | None = None
+    """rpmbuild --target for a foreign architecture (never BuildArch:, which rpmbuild refuses for one)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -225,6 +238,51 @@ def elf_interpreter(path: Path) -> str | None:
             (size,) = struct.unpack_from(endian + "I", data, base + 16)
         return data[offset : offset + size].rstrip(b"\0").decode()
     return None
+
+
+def _elf_segments(data: bytes) -> tuple[str, bool, list[tuple[int, int, int, int]]]:
+    """(struct endianness, is 64-bit, [(p_type, p_offset, p_vaddr, p_filesz)]) of an ELF file's program headers."""
+    if data[:4] != b"\x7fELF":
+        raise BuildError("not an ELF file")
+    is64, endian = data[4] == 2, "<" if data[5] == 1 else ">"
+    if is64:
+        (phoff,) = struct.unpack_from(endian + "Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x36)
+        layout = "IIQQQQ"  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz
+    else:
+        (phoff,) = struct.unpack_from(endian + "I", data, 0x1C)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x2A)
+        layout = "IIIII"  # p_type, p_offset, p_vaddr, p_paddr, p_filesz
+    segments = []
+    for index in range(phnum):
+        fields = struct.unpack_from(endian + layout, data, phoff + index * phentsize)
+        if is64:
+            segments.append((fields[0], fields[2], fields[3], fields[5]))
+        else:
+            segments.append((fields[0], fields[1], fields[2], fields[4]))
+    return endian, is64, segments
+
+
+def elf_needed(path: Path) -> list[str]:
+    """The DT_NEEDED sonames of an ELF file of any architecture, read from its dynamic segment (what ldd would
+    ask the loader, which cannot run a foreign binary)."""
+    data = path.read_bytes()
+    endian, is64, segments = _elf_segments(data)
+    dynamic = next(((offset, size) for kind, offset, _, size in segments if kind == 2), None)  # PT_DYNAMIC
+    if dynamic is None:
+        return []
+    entry = struct.Struct(endian + ("qQ" if is64 else "iI"))
+    tags = [entry.unpack_from(data, dynamic[0] + at) for at in range(0, dynamic[1], entry.size)]
+    strtab_vaddr = next(value for tag, value in tags if tag == 5)  # DT_STRTAB
+
+    def file_offset(vaddr: int) -> int:
+        for kind, offset, start, size in segments:
+            if kind == 1 and start <= vaddr < start + size:  # PT_LOAD
+                return offset + vaddr - start
+        raise BuildError(f"{path}: DT_STRTAB is outside every PT_LOAD segment")
+
+    strtab = file_offset(strtab_vaddr)
+    return [data[strtab + value:data.index(b"\0", strtab + value)].decode() for tag, value in tags if tag == 1]
 
 
 def shared_libraries(binary: Path) -> list[tuple[str, str]]:
@@ -437,12 +495,14 @@ def bash_package(bash: Path) -> Package:
     return pkg
 
 
-def busybox_package(busybox: Path) -> Package:
-    pkg = Package("busybox", "The host's static busybox with common applet links", noarch=False)
+def busybox_package(busybox: Path, lister: Path) -> Package:
+    """busybox with links for its applets; lister: a busybox of the same build configuration that runs here
+    (this host's, for a foreign architecture's Debian busybox-static)."""
+    pkg = Package("busybox", "A static busybox with common applet links", noarch=False)
     if elf_interpreter(busybox) is not None:
         pkg.requires.append("glibc")
     pkg.file("/usr/bin/busybox", busybox, 0o755)
-    available = set(run([str(busybox), "--list"]).stdout.split())
+    available = set(run([str(lister), "--list"]).stdout.split())
     missing = [a for a in BUSYBOX_APPLETS if a not in available]
     if missing:
         log(f"warning: busybox lacks applets: {' '.join(missing)}")
@@ -495,6 +555,16 @@ def post_package() -> Package:
     pkg.requires_post = ["/bin/sh"]
     pkg.dir("/var/lib/demo-post")
     pkg.post = "echo ran > /var/lib/demo-post/ran"
+    return pkg
+
+
+def machine_package() -> Package:
+    """A %post that records the machine it runs on, as the image's own uname sees it (under qemu-user for a
+    foreign architecture).  In no group: installed with -p demo-machine."""
+    pkg = Package("demo-machine", "Package whose %post records uname -m", requires=["filesystem", "busybox"])
+    pkg.requires_post = ["/bin/sh", "busybox"]
+    pkg.dir("/var/lib/demo-machine")
+    pkg.post = "uname -m > /var/lib/demo-machine/uname"
     return pkg
 
 
@@ -799,6 +869,8 @@ def rpmbuild_job(job: BuildJob, scratch: Path, rpmdir: Path) -> list[Path]:
     defines = dict(RPMBUILD_DEFINES, _topdir=str(topdir), _rpmdir=str(rpmdir), _tmppath=str(topdir / "tmp"))
     defines["_binary_payload"] = job.payload
     argv = [find_tool("rpmbuild"), "-bb", "--nodeps", "--quiet"]
+    if job.target is not None and not job.noarch:
+        argv += ["--target", job.target]
     for name, value in defines.items():
         argv += ["--define", f"{name} {value}"]
     staged = time.monotonic()
@@ -870,20 +942,155 @@ def host_bash() -> Path:
     return Path(os.path.realpath(find_tool("bash", ("/usr/bin", "/bin"))))
 
 
-def base_packages(scratch: Path) -> list[Package]:
-    bash = host_bash()
-    busybox = find_busybox()
-    log(f"host bash: {bash}; busybox: {busybox}")
-    glibc = glibc_package(bash, busybox, scratch)
+# --------------------------------------------------------------------------- architectures
+
+# rpm's names of the architectures (as --target and $basearch spell them) -> Debian's (dpkg, apt-get PKG:ARCH)
+DEBIAN_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x",
+                 "riscv64": "riscv64"}
+FOREIGN_DEBS = ("bash", "busybox-static", "libc6", "libtinfo6")
+# Where Debian's loader looks without an ld.so.cache (its system search path, multiarch dirs first).
+MULTIARCH_TRIPLETS = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
+                      "ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu", "riscv64": "riscv64-linux-gnu"}
+BIG_ENDIAN_ARCHES = {"s390x"}
+
+
+def host_arch() -> str:
+    return platform.machine()
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Where one architecture's programs come from: this host's own, or Debian's packages for a foreign
+    architecture, unpacked into ``root``."""
+
+    arch: str
+    bash: Path
+    busybox: Path
+    root: Path | None = None
+    """The unpacked Debian packages (a foreign architecture); None: this host's own files."""
+
+    @property
+    def foreign(self) -> bool:
+        return self.root is not None
+
+
+def host_programs() -> Programs:
+    return Programs(host_arch(), host_bash(), find_busybox())
+
+
+def download_debs(arch: str, cache: Path) -> list[Path]:
+    """Debian's packages for arch, kept in cache between runs (apt-get download, as root writes into cwd)."""
+    debian = DEBIAN_ARCHES.get(arch)
+    if debian is None:
+        raise BuildError(f"no Debian architecture known for {arch} (known: {', '.join(DEBIAN_ARCHES)})")
+    cache.mkdir(parents=True, exist_ok=True)
+    wanted = [f"{name}:{debian}" for name in FOREIGN_DEBS]
+    have = {deb.name.split("_", 1)[0] for deb in cache.glob(f"*_{debian}.deb")}
+    missing = [name for name in wanted if name.split(":")[0] not in have]
+    if missing:
+        result = subprocess.run([find_tool("apt-get", ("/usr/bin",)), "download", *missing], cwd=cache, text=True,
+                                capture_output=True)
+        if result.returncode != 0:
+            said = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BuildError(f"apt-get download {' '.join(missing)} failed ({said}); is {debian} known to dpkg? "
+                             f"dpkg --add-architecture {debian} && apt-get update")
+    return sorted(cache.glob(f"*_{debian}.deb"))
+
+
+def foreign_programs(arch: str, debs: Path, scratch: Path) -> Programs:
+    """Debian's bash, static busybox and their libraries for arch, unpacked with dpkg-deb -x."""
+    root = scratch / f"debs-{arch}"
+    for deb in download_debs(arch, debs):
+        run([find_tool("dpkg-deb", ("/usr/bin",)), "-x", str(deb), str(root)])
+    bash, busybox = root / "bin" / "bash", root / "bin" / "busybox"
+    for program in (bash, busybox):
+        if not program.is_file():
+            raise BuildError(f"{program.relative_to(root)} is not in Debian's {arch} packages")
+    return Programs(arch, bash, busybox, root)
+
+
+def resolve_in_tree(root: Path, path: str) -> str:
+    """path (absolute, inside root) with every symlink followed inside root: an image path."""
+    parts, resolved, hops = path.strip("/").split("/"), "/", 0
+    while parts:
+        part = parts.pop(0)
+        candidate = os.path.normpath(os.path.join(resolved, part))
+        host = root / candidate.lstrip("/")
+        if host.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise BuildError(f"symlink loop at {path} in {root}")
+            target = os.readlink(host)
+            parts = target.strip("/").split("/") + parts
+            resolved = "/" if target.startswith("/") else resolved
+            continue
+        resolved = candidate
+    return resolved
+
+
+def find_library(root: Path, arch: str, soname: str) -> str:
+    triplet = MULTIARCH_TRIPLETS[arch]
+    for directory in (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib", "/usr/lib"):
+        if os.path.lexists(root / directory.lstrip("/") / soname):
+            return f"{directory}/{soname}"
+    raise BuildError(f"{soname} is not in Debian's {arch} packages")
+
+
+def add_tree_library(entries: dict[str, Entry], root: Path, image_path: str) -> None:
+    """A library of the unpacked tree (and the symlink naming it) at its usr-merged path."""
+    real = resolve_in_tree(root, image_path)
+    real_image = usr_merged(real)
+    host = root / real.lstrip("/")
+    entries.setdefault(real_image, Entry(real_image, FILE, host_mode(host), host))
+    link_image = usr_merged(image_path)
+    if link_image != real_image:
+        target = os.path.relpath(real_image, os.path.dirname(link_image))
+        entries.setdefault(link_image, Entry(link_image, LINK, 0o777, target=target))
+
+
+def foreign_glibc_package(programs: Programs) -> Package:
+    """The loader and every library bash needs (DT_NEEDED, transitively) from Debian's packages for the
+    architecture, at Debian's multiarch paths, which its loader searches without an ld.so.cache."""
+    assert programs.root is not None
+    root, arch = programs.root, programs.arch
+    pkg = Package("glibc", f"Debian's {arch} dynamic loader and shared libraries, C.UTF-8 locale", noarch=False)
+    entries: dict[str, Entry] = {}
+    loader = elf_interpreter(programs.bash)
+    assert loader is not None, "bash is expected to be dynamically linked"
+    add_tree_library(entries, root, loader)
+    pending = [programs.bash] + ([programs.busybox] if elf_interpreter(programs.busybox) else [])
+    seen: set[str] = set()
+    while pending:
+        for soname in elf_needed(pending.pop()):
+            if soname in seen:
+                continue
+            seen.add(soname)
+            image_path = find_library(root, arch, soname)
+            add_tree_library(entries, root, image_path)
+            pending.append(root / resolve_in_tree(root, image_path).lstrip("/"))
+    if (arch in BIG_ENDIAN_ARCHES) == (host_arch() in BIG_ENDIAN_ARCHES):  # locale files are in byte order
+        locale_entries(entries)
+    pkg.entries.extend(entries[p] for p in sorted(entries))
+    pkg.file("/etc/ld.so.conf", b"include /etc/ld.so.conf.d/*.conf\n")
+    pkg.dir("/etc/ld.so.conf.d")
+    return pkg
+
+
+def base_packages(scratch: Path, programs: Programs) -> list[Package]:
+    bash, busybox = programs.bash, programs.busybox
+    log(f"{programs.arch} bash: {bash}; busybox: {busybox}")
+    glibc = foreign_glibc_package(programs) if programs.foreign else glibc_package(bash, busybox, scratch)
+    host_only = [] if programs.foreign else [*rpm_packages(glibc), hostile_package(scratch)]
     return [
         filesystem_package(),
         setup_package(),
         glibc,
         bash_package(bash),
-        busybox_package(busybox),
+        busybox_package(busybox, find_busybox() if programs.foreign else busybox),
         release_package(),
         docs_package(),
         post_package(),
+        machine_package(),
         setuid_package(),
         marker_package("demo-default", "Default (non-mandatory) member of core"),
         marker_package("demo-optional", "Optional member of core"),
@@ -893,14 +1100,13 @@ def base_packages(scratch: Path) -> list[Package]:
         slow_package(),
         secrets_package(),
         worldwritable_package(),
-        *rpm_packages(glibc),
-        hostile_package(scratch),
+        *host_only,
     ]
 
 
-def filler_packages(size: str) -> list[Package]:
+def filler_packages(size: str, programs: Programs) -> list[Package]:
     if size == "realistic":
-        return realistic_fillers(elf_header(host_bash()))
+        return realistic_fillers(elf_header(programs.bash))
     if size == "large":
         return large_fillers()
     return []
@@ -936,7 +1142,8 @@ def comps_xml(group_list: list[Group]) -> str:
     return "\n".join(out + ["</comps>", ""])
 
 
-def yum_conf(out: Path) -> str:
+def yum_conf(out: Path, repo_dir: str = "repo") -> str:
+    """repo_dir: the repository's directory in OUT, possibly with $basearch in it."""
     return (
         "[main]\n"
         "gpgcheck=0\n"
@@ -946,22 +1153,26 @@ def yum_conf(out: Path) -> str:
         "\n"
         f"[{REPO_ID}]\n"
         "name=mkimage demo repository\n"
-        f"baseurl={(out / 'repo').as_uri()}\n"
+        f"baseurl=file://{out / repo_dir}/\n"
         "enabled=1\n"
         "gpgcheck=0\n"
         "metadata_expire=never\n"
     )
 
 
-def make_jobs(base: list[Package], fillers: list[Package]) -> list[BuildJob]:
+def make_jobs(base: list[Package], fillers: list[Package], arch: str) -> list[BuildJob]:
     """One job for the base packages; fillers split into two jobs per CPU so staging overlaps rpmbuild."""
+    target = None if arch == host_arch() else arch
     alternatives = [p for p in base if p.conflicts]  # same paths, other content: a staging tree each
-    jobs = [BuildJob("base", [p for p in base if not p.conflicts], noarch=False, payload=FAST_PAYLOAD)]
-    jobs += [BuildJob(p.name, [p], noarch=False, payload=FAST_PAYLOAD) for p in alternatives]
+    jobs = [BuildJob(f"base-{arch}", [p for p in base if not p.conflicts], noarch=False, payload=FAST_PAYLOAD,
+                     target=target)]
+    jobs += [BuildJob(f"{p.name}-{arch}", [p], noarch=False, payload=FAST_PAYLOAD, target=target)
+             for p in alternatives]
     chunks = min(len(fillers), 2 * (os.cpu_count() or 1), 16)
     for index in range(chunks):
         part = fillers[index::chunks]
-        jobs.append(BuildJob(f"fillers{index + 1}", part, all(p.noarch for p in part), RAW_PAYLOAD))
+        jobs.append(BuildJob(f"fillers{index + 1}-{arch}", part, all(p.noarch for p in part), RAW_PAYLOAD,
+                             target=target))
     return jobs
 
 
@@ -994,12 +1205,18 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
-def publish(work: Path, out: Path) -> Path:
+def repo_dirs(arches: list[str]) -> dict[str, str]:
+    """Each architecture's repository directory in OUT: 'repo' for one, 'repo-ARCH' for several."""
+    return {arch: "repo" if len(arches) == 1 else f"repo-{arch}" for arch in arches}
+
+
+def publish(work: Path, out: Path, arches: list[str]) -> Path:
     """Swap the freshly built output into place, replacing any previous run's."""
-    repo = out / "repo"
-    if repo.exists() or repo.is_symlink():
-        os.rename(repo, work / "previous-repo")
-    os.rename(work / "repo", repo)
+    for stale in [out / "repo", *out.glob("repo-*")]:
+        if stale.exists() or stale.is_symlink():
+            os.rename(stale, work / f"previous-{stale.name}")
+    for directory in repo_dirs(arches).values():
+        os.rename(work / directory, out / directory)
     remove_path(out / "comps.xml")
     os.rename(work / "comps.xml", out / "comps.xml")
     repos_d = out / "yum.repos.d"
@@ -1038,29 +1255,48 @@ def scratch_parent(out: Path, packages: list[Package], size: str) -> Path:
     return out
 
 
-def build(out: Path, size: str) -> Path:
+@dataclass
+class ArchBuild:
+    arch: str
+    packages: list[Package]
+    jobs: list[BuildJob]
+
+
+def plan(arch: str, size: str, work: Path, debs: Path) -> ArchBuild:
+    programs = host_programs() if arch == host_arch() else foreign_programs(arch, debs, work)
+    base = base_packages(work, programs)
+    fillers = filler_packages(size, programs)
+    everything = base + fillers
+    add_parent_dirs(everything)
+    check_paths(everything)
+    return ArchBuild(arch, everything, make_jobs(base, fillers, arch))
+
+
+def build(out: Path, size: str, arches: list[str]) -> Path:
     for stale in out.glob(".build-*"):
         remove_path(stale)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     scratch = work
     try:
-        base = base_packages(work)
-        fillers = filler_packages(size)
-        everything = base + fillers
-        add_parent_dirs(everything)
-        check_paths(everything)
+        builds = [plan(arch, size, work, out / "debs") for arch in arches]
+        everything = [pkg for each in builds for pkg in each.packages]
         parent = scratch_parent(out, everything, size)
         if parent != out:
             scratch = Path(tempfile.mkdtemp(prefix="mkimage-test-repo-", dir=parent))
-        log(f"building {len(everything)} packages (size={size}, staging in {scratch})")
-        rpms = build_rpms(make_jobs(base, fillers), scratch, work)
-        check_rpms(rpms, everything)
-        comps = work / "comps.xml"
-        comps.write_text(comps_xml(groups(fillers)))
-        create_repo(rpms, comps, work / "repo")
-        log(f"createrepo_c: indexed {len(rpms)} packages")
-        (work / "yum.conf").write_text(yum_conf(out))
-        return publish(work, out)
+        log(f"building {len(everything)} packages for {', '.join(arches)} (size={size}, staging in {scratch})")
+        rpms = build_rpms([job for each in builds for job in each.jobs], scratch, work)
+        directories = repo_dirs(arches)
+        for each in builds:
+            mine = [rpm for rpm in rpms if rpm.parent.name.endswith(f"-{each.arch}")]
+            check_rpms(mine, each.packages)
+            comps = work / f"comps-{each.arch}.xml"
+            comps.write_text(comps_xml(groups([p for p in each.packages if p.name.startswith("filler-")])))
+            create_repo(mine, comps, work / directories[each.arch])
+            log(f"createrepo_c: indexed {len(mine)} {each.arch} packages")
+        os.rename(work / f"comps-{arches[0]}.xml", work / "comps.xml")
+        repo_dir = "repo" if len(arches) == 1 else "repo-$basearch"
+        (work / "yum.conf").write_text(yum_conf(out, repo_dir))
+        return publish(work, out, arches)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -1070,6 +1306,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output directory (created; previous output replaced)")
     parser.add_argument("--size", choices=("small", "realistic", "large"), default="small")
+    parser.add_argument("--arch", default=host_arch(),
+                        help="architectures, comma-separated, as rpm names them (default: this host's)")
     return parser.parse_args(argv)
 
 
@@ -1083,7 +1321,8 @@ def main(argv: list[str] | None = None) -> int:
     lock = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs into the same --out take turns
-        config = build(out, args.size)
+        arches = list(dict.fromkeys(arch for arch in args.arch.split(",") if arch))
+        config = build(out, args.size, arches)
     except BuildError as error:
         log(f"error: {error}")
         return 1

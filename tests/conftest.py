@@ -110,6 +110,30 @@ def repo(tools: None, tmp_path_factory: pytest.TempPathFactory) -> Repo:
     return Repo(out)
 
 
+FOREIGN_ARCH = "aarch64" if os.uname().machine != "aarch64" else "x86_64"
+"""The other architecture the tests build for (qemu-user through binfmt_misc)."""
+
+
+@pytest.fixture(scope="session")
+def foreign_arch(tools: None) -> str:
+    """An architecture this host runs only under qemu-user, registered with binfmt F (scripts/lib.sh sets it up)."""
+    from mkimage.arch import KNOWN, binfmt_problem
+    problem = binfmt_problem(KNOWN[FOREIGN_ARCH])
+    require(problem is None, problem or "")
+    return FOREIGN_ARCH
+
+
+@pytest.fixture(scope="session")
+def multiarch_repo(foreign_arch: str, tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """The test repository for this host's architecture and the foreign one: OUT/repo-ARCH/, baseurl with
+    $basearch (the foreign packages from Debian's, as scripts/make-test-repo.py says)."""
+    out = tmp_path_factory.mktemp("multiarch-repo")
+    arches = f"{os.uname().machine},{foreign_arch}"
+    subprocess.run([sys.executable, str(MAKE_REPO), "--out", str(out), "--arch", arches], check=True,
+                   stdout=subprocess.DEVNULL)
+    return Repo(out)
+
+
 @dataclass
 class Run:
     returncode: int
@@ -157,7 +181,9 @@ class Builder:
     def remove_images(self) -> None:
         for name in self.created:
             remove_image_refs(name)
-        build_ids = [json.loads(path.read_text()).get("build_id") for path in self.report_paths if path.exists()]
+        reports = [json.loads(path.read_text()) for path in self.report_paths if path.exists()]
+        build_ids = [report.get("build_id") for report in reports]
+        build_ids += [each.get("build_id") for report in reports for each in (report.get("architectures") or {}).values()]
         remove_images_of_builds(build_ids)
 
     def leftovers(self) -> list[str]:

@@ -146,3 +146,27 @@ def test_a_dnf5_only_option_is_refused_before_any_work(build: Builder, repo: Rep
     assert "pkg_gpgcheck" in run.error_line and str(conf) in run.error_line
     assert build.leftovers() == []
     assert subprocess.run(["docker", "image", "inspect", "mkimage-test-dnf5"], capture_output=True).returncode != 0
+
+
+@pytest.mark.integration
+def test_a_fresh_debian_host_builds_for_another_architecture(build: Builder, multiarch_repo: Repo, foreign_arch: str,
+                                                             tmp_path: Path) -> None:
+    """One foreign build on the fresh machine (qemu-user through binfmt F, as scripts/lib.sh sets it up): dnf
+    reads the config for that architecture ($basearch in the baseurl and the cachedir), its %post runs under
+    qemu in the sandbox, the image runs as that architecture."""
+    (tmp_path / "scratch").mkdir()
+    conf = file_repo_config(tmp_path, multiarch_repo, f"file://{multiarch_repo.root}/repo-$basearch",
+                            main="cachedir=/var/cache/yum/$basearch/$releasever\nkeepcache=0\n")
+    before = snapshot()
+    run = build("--arch", foreign_arch, "--releasever", "7", "-p", "demo-machine", name="mkimage-test-fresh-foreign",
+                config=conf, wrapper=fresh_host(tmp_path / "scratch"))
+    assert run.returncode == 0, run.stderr
+    report = report_of(build)
+    assert report["status"] == "success" and report["arch"] == foreign_arch
+    assert report["cachedir"] == f"/var/cache/yum/{foreign_arch}/7"
+    platform = f"--platform=linux/{'arm64' if foreign_arch == 'aarch64' else 'amd64'}"
+    ran = subprocess.run(["docker", "run", "--rm", "--network", "none", platform, report["tags"][0], "/bin/sh", "-c",
+                          "uname -m; cat /var/lib/demo-machine/uname"], capture_output=True, text=True)
+    assert ran.stdout.split() == [foreign_arch, foreign_arch], ran.stderr
+    assert build.leftovers() == []
+    assert snapshot() == before, "the build changed this host's rpm, dnf or yum state"

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import require
 from mkimage import publish
+from mkimage.arch import KNOWN
 from mkimage.errors import EXIT_PUSH, PushError
 from mkimage.publish import Failure, RegistryOptions
 from mkimage.run import BuildLog, CommandResult
@@ -87,10 +88,13 @@ DIGEST = "sha256:" + "a" * 64
     (publish.inspect_argv("r:5/base:1", INSECURE, config=True),
      ["skopeo", "inspect", "--config", "--tls-verify=false", "docker://r:5/base:1"]),
     (publish.push_archive_argv(Path("/tmp/b/img.tar"), f"r:5/base@{DIGEST}", FULL),
-     ["skopeo", "copy", "--preserve-digests", "--dest-authfile=/run/user/0/containers/auth.json",
+     ["skopeo", "copy", "--all", "--preserve-digests", "--dest-authfile=/run/user/0/containers/auth.json",
       "--dest-cert-dir=/etc/docker/certs.d/r:5", "oci-archive:/tmp/b/img.tar", f"docker://r:5/base@{DIGEST}"]),
     (publish.push_archive_argv(Path("/tmp/b/img.tar"), f"r:5/base@{DIGEST}", ANONYMOUS),
-     ["skopeo", "copy", "--preserve-digests", "oci-archive:/tmp/b/img.tar", f"docker://r:5/base@{DIGEST}"]),
+     ["skopeo", "copy", "--all", "--preserve-digests", "oci-archive:/tmp/b/img.tar", f"docker://r:5/base@{DIGEST}"]),
+    (publish.inspect_argv("r:5/base:1", ANONYMOUS, config=True, arch=KNOWN["aarch64"]),
+     ["skopeo", "inspect", "--config", "--override-arch", "arm64", "--override-variant", "v8",
+      "docker://r:5/base:1"]),
     (publish.retag_argv(f"r:5/base@{DIGEST}", "r:5/base:1", FULL),
      ["skopeo", "copy", "--all", "--preserve-digests", "--authfile=/run/user/0/containers/auth.json",
       "--src-cert-dir=/etc/docker/certs.d/r:5", "--dest-cert-dir=/etc/docker/certs.d/r:5",

@@ -28,6 +28,8 @@ class InstallRequest:
     exclude: tuple[str, ...] = ()
     keep_cache: bool = False
     """Keep downloaded packages (the cache dir is a persistent --cache-dir)."""
+    arch_flags: tuple[str, ...] = ()
+    """What every call for this root needs for its architecture (mkimage.arch: --forcearch for a foreign one)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class PackageManager:
     def common_argv(self, request: InstallRequest) -> list[str]:
         releasever = [] if request.releasever is None else [f"--releasever={request.releasever}"]
         return [
-            self.binary, "-c", str(request.config), f"--installroot={request.root}", *releasever,
+            self.binary, "-c", str(request.config), f"--installroot={request.root}", *releasever, *request.arch_flags,
             "--setopt=tsflags=nodocs", "--setopt=group_package_types=mandatory",
             *self.extra_setopts(), *(["--setopt=keepcache=True"] if request.keep_cache else []), "-y",
         ]

@@ -153,14 +153,15 @@ def interpreter(binary: str) -> list[str] | None:
     return words or None
 
 
-def query_argv(manager: PackageManager, config: Path, releasever: str, host_db: str) -> list[str] | None:
+def query_argv(manager: PackageManager, config: Path, releasever: str, host_db: str,
+               forcearch: str = "") -> list[str] | None:
     """argv that asks the package manager's own module about config (run with no installroot yet: what the
-    first call of a build sees)."""
+    first call of a build sees); forcearch: a foreign architecture, as `dnf --forcearch` sets it."""
     python = interpreter(manager.binary)
     if python is None:
         return None
     return [*python, "-I", str(QUERY_SCRIPT), manager.name, str(config), releasever, "/nonexistent-installroot",
-            host_db]
+            host_db, *([forcearch] if forcearch else [])]
 
 
 def host_dbpath() -> str:
@@ -171,11 +172,12 @@ def host_dbpath() -> str:
     return result.stdout.strip() if result.ok else ""
 
 
-def ask(manager: PackageManager, config: Path, releasever: str, *, sandboxed: bool = True) -> ConfigAnswer | str:
+def ask(manager: PackageManager, config: Path, releasever: str, *, sandboxed: bool = True,
+        forcearch: str = "") -> ConfigAnswer | str:
     """The package manager's own reading of config (in a read-only sandbox unless sandboxed is False), or the
-    problem in one line."""
+    problem in one line; forcearch: read for a foreign architecture ($basearch, $arch), as --forcearch does."""
     config = Path(os.path.abspath(config))
-    argv = query_argv(manager, config, releasever, host_dbpath())
+    argv = query_argv(manager, config, releasever, host_dbpath(), forcearch)
     if argv is None:
         return f"cannot ask {manager.binary} how it reads {config}: it has no #! line naming its Python"
     if sandboxed:

@@ -9,7 +9,8 @@ release version and only when it holds a database (a host without one behaves li
 release package).
 
 Python 2.7 and 3 (EL7's yum), hence no annotations or f-strings.
-Usage: python query_config.py dnf|yum CONFIG RELEASEVER|/ INSTALLROOT HOST_DBPATH
+Usage: python query_config.py dnf|yum CONFIG RELEASEVER|/ INSTALLROOT HOST_DBPATH [FORCEARCH]
+(FORCEARCH: the architecture of a foreign build, as `dnf --forcearch` takes it; '' or absent: this host's.)
 """
 
 import json
@@ -90,7 +91,16 @@ def repo_document(repo):
 
 
 # --------------------------------------------------------------------------------------------------- dnf
-def dnf_answer(config, releasever, installroot, host_dbpath):
+def force_arch(conf, forcearch):
+    """As `--forcearch=ARCH` does it (dnf.cli's option parser sets ignorearch and arch, Conf's arch setter the
+    $arch and $basearch substitutions)."""
+    import dnf.conf
+
+    conf._set_value("ignorearch", True, dnf.conf.PRIO_COMMANDLINE)
+    conf.arch = forcearch
+
+
+def dnf_answer(config, releasever, installroot, host_dbpath, forcearch=""):
     import dnf
     import dnf.conf
     import dnf.rpm
@@ -106,9 +116,13 @@ def dnf_answer(config, releasever, installroot, host_dbpath):
     conf = dnf.conf.Conf()
     conf._set_value("config_file_path", config, dnf.conf.PRIO_COMMANDLINE)
     conf._set_value("installroot", installroot, dnf.conf.PRIO_COMMANDLINE)
+    if forcearch:  # Conf._configure_from_options, before the config is read
+        force_arch(conf, forcearch)
     conf.read(priority=dnf.conf.PRIO_MAINCONFIG)
     from_root = conf._search_inside_installroot("reposdir")
     conf.substitutions.update_from_etc(from_root, varsdir=conf._get_value("varsdir"))
+    if forcearch:  # dnf.cli.Cli.configure sets it again once the config is read
+        conf.arch = forcearch
     if releasever == "/":
         releasever = None
         if host_has_database(host_dbpath):
@@ -137,7 +151,7 @@ def dnf_answer(config, releasever, installroot, host_dbpath):
 
 
 # --------------------------------------------------------------------------------------------------- yum 3
-def yum_answer(config, releasever, installroot, host_dbpath):
+def yum_answer(config, releasever, installroot, host_dbpath, forcearch=""):
     import yum
 
     base = yum.YumBase()
@@ -177,9 +191,10 @@ def yum_answer(config, releasever, installroot, host_dbpath):
 
 def main(argv):
     manager, config, releasever, installroot, host_dbpath = argv[1:6]
+    forcearch = argv[6] if len(argv) > 6 else ""
     answer = yum_answer if manager == "yum" else dnf_answer
     try:
-        document = answer(config, releasever, installroot, host_dbpath)
+        document = answer(config, releasever, installroot, host_dbpath, forcearch)
     except Exception as err:  # dnf's own sentence (ConfigError, a repo file it cannot parse) is the answer
         document = {"error": str(err) or err.__class__.__name__}
     sys.stdout.write(json.dumps(document))
