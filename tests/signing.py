@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 SIGNING_TOOLS = ("gpg", "rpmsign", "rpmkeys")
 
@@ -15,10 +17,16 @@ def run_tool(*argv: str, env: dict[str, str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL).stdout
 
 
-def gnupg_home(path: Path) -> dict[str, str]:
-    """An empty GnuPG home at path; the environment that uses it."""
+@contextmanager
+def gnupg_home(path: Path) -> Iterator[dict[str, str]]:
+    """An empty GnuPG home at path; the environment that uses it.  The gpg-agent that gpg starts for it is
+    stopped at the end (a test's servers do not outlive it)."""
     path.mkdir(mode=0o700)
-    return {**os.environ, "GNUPGHOME": str(path), "LC_ALL": "C"}
+    env = {**os.environ, "GNUPGHOME": str(path), "LC_ALL": "C"}
+    try:
+        yield env
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, stdin=subprocess.DEVNULL)
 
 
 def make_key(gnupg: dict[str, str], name: str) -> str:

@@ -184,7 +184,9 @@ def test_reproducible_takes_the_newest_build_time(build: Builder, tmp_path: Path
     report_path = tmp_path / "r.json"
     run = build("--reproducible", "--report", str(report_path), name="mkimage-test/reproducible-derived")
     assert run.returncode == 0, run.stderr
-    listed = subprocess.run(["rpm", "-qp", "--qf", "%{BUILDTIME}\\n", *map(str, (build.repo.root / "repo").glob("*.rpm"))],
+    # --dbpath of the test's own: rpm -qp opens a database for its keyring (Debian's rpm would make ~/.rpmdb)
+    listed = subprocess.run(["rpm", "-qp", "--dbpath", str(tmp_path / "rpmdb"), "--qf", "%{BUILDTIME}\\n",
+                             *map(str, (build.repo.root / "repo").glob("*.rpm"))],
                             capture_output=True, text=True, check=True)
     newest = max(int(value) for value in listed.stdout.split())
     report = json.loads(report_path.read_text())

@@ -168,11 +168,12 @@ def signed_demo(repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> SignedD
     missing = [tool for tool in SIGNING_TOOLS if shutil.which(tool) is None]
     require(not missing, f"missing tools: {', '.join(missing)}")
     root = tmp_path_factory.mktemp("real-configs-repo")
-    gnupg = gnupg_home(root / "gnupg")
-    key_id = make_key(gnupg, "mkimage-real-configs")
-    sign(gnupg, "mkimage-real-configs", copy_packages(repo.root, root / "packages"))
-    index(root / "packages", repo.root / "comps.xml", gnupg)
-    return SignedDemo(root / "packages", export_key(gnupg, "mkimage-real-configs", root / "KEY.asc"), key_id)
+    with gnupg_home(root / "gnupg") as gnupg:
+        key_id = make_key(gnupg, "mkimage-real-configs")
+        sign(gnupg, "mkimage-real-configs", copy_packages(repo.root, root / "packages"))
+        index(root / "packages", repo.root / "comps.xml", gnupg)
+        key = export_key(gnupg, "mkimage-real-configs", root / "KEY.asc")
+    return SignedDemo(root / "packages", key, key_id)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ def basearch(tools: None) -> str:
     """$basearch as this host's dnf substitutes it (asked of dnf's own Python, named by dnf's #! line)."""
     with open(shutil.which("dnf") or "dnf") as dnf:
         python = dnf.readline().removeprefix("#!").split()
-    code = "import dnf; print(dnf.Base().conf.substitutions['basearch'])"
+    code = "import dnf.conf; print(dnf.conf.Conf().substitutions['basearch'])"  # dnf.Base() would open ~/.rpmdb
     return subprocess.run([*python, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
 
 
