@@ -137,7 +137,7 @@ def _is_gnu_tar() -> bool:
 
 
 def sandbox_probe_problem() -> str | None:
-    result = run_captured(list(sandbox.PROBE_ARGV), timeout=60)
+    result = run_captured(sandbox.probe_argv(sandbox.host_top_level_links()), timeout=60)
     return sandbox.probe_problem(result.returncode, result.tail)
 
 

@@ -69,11 +69,29 @@ def bwrap_problem() -> str | None:
     return None
 
 
-PROBE_ARGV = (BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-              "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--cap-drop", "ALL",
-              "--", "true")
-"""A sandbox with every namespace mkimage uses: preflight runs it once, to find a kernel or container that
-refuses them before any work."""
+def probe_argv(top_level_links: Mapping[str, str]) -> list[str]:
+    """A sandbox with every namespace mkimage uses: preflight runs it once, to find a kernel or container that
+    refuses them before any work.  It shows /usr and the library dirs only: a bind of the whole root would race
+    with mounts that come and go elsewhere (a docker daemon's overlays), and fail for that alone."""
+    return [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+            *_system_binds(top_level_links), "--proc", "/proc", "--dev", "/dev", "--cap-drop", "ALL",
+            "--", "true"]
+
+
+def _system_binds(top_level_links: Mapping[str, str]) -> list[str]:
+    """/usr, and the top-level library dirs as this host has them (real dirs bound, links made as links)."""
+    argv = ["--ro-bind", "/usr", "/usr"]
+    for directory in TOP_LEVEL_DIRS:
+        if directory not in top_level_links:
+            argv += ["--ro-bind-try", directory, directory]
+    for link, target in sorted(top_level_links.items()):
+        argv += ["--symlink", target, link]
+    return argv
+
+
+def is_setup_failure(returncode: int, messages: Sequence[str]) -> bool:
+    """bwrap itself failed to make the sandbox (it says so as 'bwrap: ...'), as opposed to the program in it."""
+    return returncode == 1 and any(message.startswith("bwrap: ") for message in messages[-3:])
 
 
 def probe_problem(returncode: int, messages: Sequence[str]) -> str | None:

@@ -375,3 +375,18 @@ def test_without_the_sandbox_the_same_attacks_succeed(build: Builder, host: Host
     finally:
         if rootfs is not None:
             shutil.rmtree(rootfs.parent)
+
+
+def test_the_probe_does_not_bind_the_whole_root() -> None:
+    """A bind of / races with mounts that come and go (a docker daemon's overlays); the probe needs none of it."""
+    argv = sandbox.probe_argv({"/bin": "usr/bin"})
+    assert "/" not in pairs(argv, "--ro-bind") and pairs(argv, "--ro-bind") == ["/usr"]
+    assert argv[argv.index("--symlink") + 1:argv.index("--symlink") + 3] == ["usr/bin", "/bin"]
+    assert subprocess.run(sandbox.probe_argv(sandbox.host_top_level_links())).returncode == 0
+
+
+def test_a_failure_of_bwrap_itself_is_told_from_the_programs() -> None:
+    remount = "bwrap: Can't bind mount /oldroot/ on /newroot/: Unable to apply mount flags: remount: Invalid argument"
+    assert sandbox.is_setup_failure(1, ["something", remount])
+    assert not sandbox.is_setup_failure(1, ["Error: Config error"])
+    assert not sandbox.is_setup_failure(0, [remount])

@@ -29,6 +29,9 @@ from . import PackageManager
 from .rpm import HOST_DBPATH_ARGV
 
 QUERY_SCRIPT = Path(__file__).with_name("query_config.py")
+SANDBOX_ATTEMPTS = 3
+"""The read-only sandbox binds the whole root (the config may name any path): where mounts come and go meanwhile
+(a docker daemon's overlays), bwrap can fail to remount one that just vanished; it is made again."""
 RELEASEVER = "$releasever"
 
 # Options of dnf5 that dnf 4 does not know, and what dnf 4 would do with a config that relies on them (it logs
@@ -182,7 +185,10 @@ def ask(manager: PackageManager, config: Path, releasever: str, *, sandboxed: bo
         return f"cannot ask {manager.binary} how it reads {config}: it has no #! line naming its Python"
     if sandboxed:
         argv = sandbox.read_only_argv(argv)
-    result = run_captured(argv, env=sandbox.sandbox_env(os.environ), timeout=120)
+    for _ in range(SANDBOX_ATTEMPTS):
+        result = run_captured(argv, env=sandbox.sandbox_env(os.environ), timeout=120)
+        if not (sandboxed and sandbox.is_setup_failure(result.returncode, result.tail)):
+            break
     if not result.ok:
         said = f": {result.tail[-1]}" if result.tail else ""
         return f"could not ask {manager.name} how it reads {config} (exit {result.returncode}){said}"
