@@ -310,9 +310,12 @@ def labelled_images() -> list[str]:
     return out.split()
 
 
-def smoke_containers(build_id: str = "") -> list[str]:
-    """Smoke containers of one build (other builds may share this daemon), or of any build."""
-    return docker_out("ps", "--all", "--quiet", "--filter", f"name=mkimage-smoke-{build_id}").split()
+def smoke_containers(build_id: str = "", command: str = "") -> list[str]:
+    """Smoke containers of one build (other builds may share this daemon), or of any build; with command, only
+    those running it."""
+    listed = docker_out("ps", "--all", "--no-trunc", "--format", "{{.ID}}\t{{.Command}}", "--filter",
+                        f"name=mkimage-smoke-{build_id}")
+    return [line.split("\t")[0] for line in listed.splitlines() if command in line.partition("\t")[2]]
 
 
 def host_mounts_mentioning(text: str) -> list[str]:

@@ -352,13 +352,14 @@ def test_interrupted_in_the_middle_of_an_install(build: Builder, tmp_path: Path,
 def test_interrupted_during_the_smoke_test(build: Builder, tmp_path: Path) -> None:
     """A killed `docker run --rm` client leaves its container running: cleanup removes it, and the image."""
     report_path = tmp_path / "r.json"
+    smoke_cmd = f"sleep {600 + os.getpid() % 1000}"  # this build's own: the docker daemon may be shared
     proc = subprocess.Popen([sys.executable, "-m", "mkimage", "-y", str(build.repo.config), "--tmpdir",
-                             str(build.tmpdir), "--smoke-cmd", "sleep 600", "--report", str(report_path),
+                             str(build.tmpdir), "--smoke-cmd", smoke_cmd, "--report", str(report_path),
                              "mkimage-test/smokeint"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             cwd=ROOT)
     deadline = time.monotonic() + 120
-    while not smoke_containers():
+    while not smoke_containers(command=smoke_cmd):
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "the smoke container never started"
         time.sleep(0.05)
