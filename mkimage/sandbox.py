@@ -140,17 +140,12 @@ def package_manager_argv(argv: Sequence[str], *, workdir: Path, rootfs: Path, re
     image's own nodes could not be opened; and the host's console is not among bwrap's).  dnf keeps the host's
     network to download.
     """
-    binds: list[tuple[str, str, str]] = [("--ro-bind", "/usr", "/usr")]
-    for directory in TOP_LEVEL_DIRS:
-        if directory not in top_level_links:
-            binds.append(("--ro-bind-try", directory, directory))
-    binds += [("--ro-bind-try", path, path) for path in (*HOST_ETC_READ_ONLY, *read_only) if path != "/"]
+    binds: list[tuple[str, str, str]] = [("--ro-bind-try", path, path)
+                                         for path in (*HOST_ETC_READ_ONLY, *read_only) if path != "/"]
     binds += [("--ro-bind", source, target) for target, source in (mounted_at or {}).items()]
     binds.append(("--bind", str(workdir), str(workdir)))
     prefix = [*_common_argv(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
-              "--tmpfs", "/run"]
-    for link, target in sorted(top_level_links.items()):
-        prefix += ["--symlink", target, link]
+              "--tmpfs", "/run", *_system_binds(top_level_links)]
     # Parents before children, so that a bind under /tmp (a file:// repo, say) is not hidden by another.
     for option, source, target in sorted(binds, key=lambda item: _mount_order(item[2])):
         prefix += [option, source, target]
