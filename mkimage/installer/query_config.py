@@ -60,14 +60,13 @@ def detect_on_a_copy(host_dbpath, detect):
 
 
 def as_list(value):
-    if value is None:
+    """A list option as dnf (libdnf's VectorString) or yum 3 (a list) holds it; a lone string is one item
+    (str or Python 2's unicode: both have strip)."""
+    if not value:
         return []
-    if isinstance(value, (list, tuple)):
-        return [str(item) for item in value if item]
-    try:
-        return [str(item) for item in value if item]  # libdnf's VectorString
-    except TypeError:
-        return [str(value)] if str(value) else []
+    if hasattr(value, "strip"):
+        return [str(value)]
+    return [str(item) for item in value if item]
 
 
 def as_text(value):
